@@ -1,0 +1,14 @@
+"""Airflow version gates: the provider supports 3.0+ and switches on newer APIs where they exist."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from packaging.version import Version
+
+_AIRFLOW_VERSION = Version(Version(version("apache-airflow-core")).base_version)
+
+AIRFLOW_V_3_1_PLUS = _AIRFLOW_VERSION >= Version("3.1.0")
+"""``BaseHook.aget_connection`` exists."""
+AIRFLOW_V_3_3_PLUS = _AIRFLOW_VERSION >= Version("3.3.0")
+"""``BaseTrigger.on_kill`` and ``context["task_state_store"]`` exist."""
