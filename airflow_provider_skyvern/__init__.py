@@ -19,7 +19,7 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-skyvern",
         "name": "Skyvern",
-        "description": "Run Skyvern AI browser automations from Airflow: start, wait (deferrable), collect output.",
+        "description": "Run Skyvern AI browser automations from Airflow and collect their output.",
         "versions": [__version__],
         "integrations": [
             {

@@ -8,7 +8,7 @@ from packaging.version import Version
 
 _AIRFLOW_VERSION = Version(Version(version("apache-airflow-core")).base_version)
 
-AIRFLOW_V_3_1_PLUS = _AIRFLOW_VERSION >= Version("3.1.0")
+AIRFLOW_V_3_1_PLUS = Version("3.1.0") <= _AIRFLOW_VERSION
 """``BaseHook.aget_connection`` exists."""
-AIRFLOW_V_3_3_PLUS = _AIRFLOW_VERSION >= Version("3.3.0")
+AIRFLOW_V_3_3_PLUS = Version("3.3.0") <= _AIRFLOW_VERSION
 """``BaseTrigger.on_kill`` and ``context["task_state_store"]`` exist."""

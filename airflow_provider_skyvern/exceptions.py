@@ -1,0 +1,156 @@
+"""Errors raised by the Skyvern hook.
+
+Every message is one line a user can act on: method, path, status and Skyvern's own ``detail``/``error``,
+trimmed. The API key never reaches a message: it travels only in a request header, and messages are
+built from the response, never from the request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowException
+
+MAX_DETAIL_CHARS = 300
+
+
+class SkyvernError(AirflowException):
+    """Base class; ``retryable`` tells whether trying the same read again later may succeed."""
+
+    retryable: bool = False
+
+
+class SkyvernTransportError(SkyvernError):
+    """No usable HTTP answer (connect/read failure, timeout, reset)."""
+
+    retryable = True
+
+    def __init__(self, method: str, path: str, cause: BaseException, *, request_sent: bool) -> None:
+        self.method = method
+        self.path = path
+        self.request_sent = request_sent
+        what = type(cause).__name__
+        reason = _one_line(str(cause)) or "no detail"
+        stage = "after the request was sent" if request_sent else "before the request was sent"
+        super().__init__(f"Skyvern {method} {path} failed {stage}: {what}: {reason}")
+
+
+class SkyvernResponseError(SkyvernError):
+    """Skyvern answered 2xx with a body we cannot read (wrong JSON or shape)."""
+
+    def __init__(self, method: str, path: str, problem: str) -> None:
+        self.method = method
+        self.path = path
+        super().__init__(f"Skyvern {method} {path} returned an unreadable response: {_one_line(problem)}")
+
+
+class SkyvernHTTPError(SkyvernError):
+    """Skyvern answered with an error status."""
+
+    hint = ""
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        status_code: int,
+        detail: str,
+        *,
+        retry_after: float | None = None,
+        body: Any = None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.http_status = status_code
+        self.detail = detail
+        self.retry_after = retry_after
+        self.body = body
+        hint = f" ({self.hint})" if self.hint else ""
+        super().__init__(f"Skyvern {method} {path} -> HTTP {status_code}: {detail}{hint}")
+
+
+class SkyvernAuthError(SkyvernHTTPError):
+    hint = "check the API key (password) of the Skyvern connection and that the base URL is the right server"
+
+
+class SkyvernNotFoundError(SkyvernHTTPError):
+    pass
+
+
+class SkyvernBadRequestError(SkyvernHTTPError):
+    """400 or 422; ``field_errors`` maps a dotted field path to the server's message."""
+
+    @property
+    def field_errors(self) -> dict[str, str]:
+        detail = self.body.get("detail") if isinstance(self.body, dict) else None
+        if not isinstance(detail, list):
+            return {}
+        return {
+            ".".join(str(part) for part in item.get("loc", []) if part != "body"): str(item.get("msg", ""))
+            for item in detail
+            if isinstance(item, dict)
+        }
+
+
+class SkyvernConflictError(SkyvernHTTPError):
+    pass
+
+
+class SkyvernRateLimitError(SkyvernHTTPError):
+    retryable = True
+    hint = "rate limited; lower the DAG's concurrency or raise the connection's retry budget"
+
+
+class SkyvernServerError(SkyvernHTTPError):
+    retryable = True
+
+
+_BY_STATUS: dict[int, type[SkyvernHTTPError]] = {
+    400: SkyvernBadRequestError,
+    403: SkyvernAuthError,
+    404: SkyvernNotFoundError,
+    409: SkyvernConflictError,
+    422: SkyvernBadRequestError,
+    429: SkyvernRateLimitError,
+}
+
+
+def http_error_class(status_code: int) -> type[SkyvernHTTPError]:
+    if status_code >= 500:
+        return SkyvernServerError
+    return _BY_STATUS.get(status_code, SkyvernHTTPError)
+
+
+def describe_error_body(body: Any, text: str) -> str:
+    """Skyvern's ``detail`` (string or FastAPI list), else ``error``, else the trimmed raw text."""
+    if isinstance(body, dict):
+        detail = body.get("detail")
+        if isinstance(detail, list):
+            parts = []
+            for item in detail:
+                if isinstance(item, dict):
+                    loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
+                    parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", "")))
+                else:
+                    parts.append(str(item))
+            return _one_line("; ".join(parts))
+        if detail is not None:
+            return _one_line(detail if isinstance(detail, str) else json.dumps(detail))
+        if body.get("error") is not None:
+            return _one_line(str(body["error"]))
+    if _looks_like_html(text):
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+        return _one_line(f"HTML page: {title.group(1)}" if title else "an HTML page (no detail)")
+    return _one_line(text) or "empty body"
+
+
+def _looks_like_html(text: str) -> bool:
+    head = text.lstrip()[:100].lower()
+    return head.startswith("<!doctype html") or head.startswith("<html")
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= MAX_DETAIL_CHARS else flat[: MAX_DETAIL_CHARS - 1] + "…"

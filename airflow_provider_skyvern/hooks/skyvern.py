@@ -1,0 +1,602 @@
+"""SkyvernHook: the only module that speaks HTTP to Skyvern.
+
+Each endpoint is described once as an :class:`ApiCall` (method, path, body, parser, whether it creates a
+billable resource); a sync and an async executor send it through one shared ``httpx`` client per hook,
+under the retry policy of :mod:`airflow_provider_skyvern.hooks.retry`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+from airflow.sdk import BaseHook
+from pydantic import TypeAdapter, ValidationError
+from tenacity import AsyncRetrying, Retrying
+
+from airflow_provider_skyvern import CONN_TYPE, DEFAULT_BASE_URL, DEFAULT_CONN_ID, __version__
+from airflow_provider_skyvern.exceptions import (
+    SkyvernAuthError,
+    SkyvernError,
+    SkyvernResponseError,
+    SkyvernTransportError,
+    describe_error_body,
+    http_error_class,
+)
+from airflow_provider_skyvern.hooks.retry import retry_arguments
+from airflow_provider_skyvern.models import (
+    Artifact,
+    ArtifactType,
+    BrowserSession,
+    CreateBrowserSessionRequest,
+    RunListItem,
+    RunResponse,
+    RunStatus,
+    TaskRunRequest,
+    TaskRunResponse,
+    TimelineEntry,
+    WebhookReplayResponse,
+    WorkflowRunRequest,
+    WorkflowRunResponse,
+    parse_run_response,
+)
+from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_1_PLUS
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+T = TypeVar("T")
+QueryParams = list[tuple[str, str | int | float | bool | None]]
+
+DEFAULT_REQUEST_TIMEOUT = 60.0
+DEFAULT_MAX_RETRIES = 5
+USER_AGENT = f"airflow-provider-skyvern/{__version__}"
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]", "0.0.0.0")  # noqa: S104 - a host name, not a bind
+# Errors httpx raises before any byte of the request left this machine: a retry cannot duplicate work.
+_NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+@dataclass(frozen=True)
+class ApiCall(Generic[T]):
+    """One Skyvern request, independent of sync/async transport."""
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    json: Any = None
+    params: QueryParams = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    creates: bool = False
+    """Creates a billable resource: retried only when nothing can have been created."""
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """What the hook needs from an Airflow connection; ``repr`` never shows the key."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    request_timeout: float
+    max_retries: int
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> ConnectionSettings:
+        if not conn.password:
+            raise SkyvernError(
+                f"Skyvern connection {conn.conn_id!r} has no API key: set its password (API key) field"
+            )
+        extra = conn.extra_dejson
+        return cls(
+            base_url=_base_url(conn.host, conn.port),
+            api_key=conn.password,
+            request_timeout=_extra_number(extra, "request_timeout", DEFAULT_REQUEST_TIMEOUT, conn.conn_id),
+            max_retries=int(_extra_number(extra, "max_retries", DEFAULT_MAX_RETRIES, conn.conn_id)),
+        )
+
+
+def _base_url(host: str | None, port: int | None) -> str:
+    """Host may hold a full URL (``http://localhost:8000``) or a bare host; empty means Skyvern Cloud."""
+    if not host:
+        return DEFAULT_BASE_URL
+    if "://" not in host:
+        scheme = "http" if host.split(":")[0].split("/")[0] in _LOCAL_HOSTS else "https"
+        host = f"{scheme}://{host}"
+    parts = urlsplit(host)
+    if port and parts.port is None:
+        host = parts._replace(netloc=f"{parts.netloc}:{port}").geturl()
+    return host.rstrip("/")
+
+
+def _extra_number(extra: dict[str, Any], key: str, default: float, conn_id: str) -> float:
+    value = extra.get(key)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SkyvernError(
+            f"Skyvern connection {conn_id!r}: extra {key!r} must be a number, got {value!r}"
+        ) from None
+    if number < 0:
+        raise SkyvernError(f"Skyvern connection {conn_id!r}: extra {key!r} must be >= 0, got {value!r}")
+    return number
+
+
+def _model_parser(adapter: TypeAdapter[T]) -> Callable[[Any], T]:
+    return adapter.validate_python
+
+
+def _none(_: Any) -> None:
+    return None
+
+
+def _path_id(value: str, name: str) -> str:
+    if not value or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string")
+    return quote(value, safe="")
+
+
+_TASK_RUN = _model_parser(TypeAdapter(TaskRunResponse))
+_WORKFLOW_RUN = _model_parser(TypeAdapter(WorkflowRunResponse))
+_ANY_RUN = parse_run_response
+_TIMELINE = _model_parser(TypeAdapter(list[TimelineEntry]))
+_ARTIFACTS = _model_parser(TypeAdapter(list[Artifact]))
+_ARTIFACT = _model_parser(TypeAdapter(Artifact))
+_RUN_LIST = _model_parser(TypeAdapter(list[RunListItem]))
+_WEBHOOK_REPLAY = _model_parser(TypeAdapter(WebhookReplayResponse))
+_BROWSER_SESSION = _model_parser(TypeAdapter(BrowserSession))
+
+
+class SkyvernHook(BaseHook):
+    """
+    Talks to Skyvern Cloud or a self-hosted Skyvern with the API key of an Airflow connection.
+
+    Every call exists in a sync form (``get_run``) and an async form (``aget_run``) for triggers. The hook
+    keeps one ``httpx.Client`` and one ``httpx.AsyncClient``, created on first use; close them with
+    :meth:`close` / :meth:`aclose` (or use the hook as a context manager).
+
+    :param skyvern_conn_id: Airflow connection of type ``skyvern``.
+    """
+
+    conn_name_attr = "skyvern_conn_id"
+    default_conn_name = DEFAULT_CONN_ID
+    conn_type = CONN_TYPE
+    hook_name = "Skyvern"
+
+    def __init__(self, skyvern_conn_id: str = DEFAULT_CONN_ID) -> None:
+        super().__init__()
+        self.skyvern_conn_id = skyvern_conn_id
+        self._settings: ConnectionSettings | None = None
+        self._client: httpx.Client | None = None
+        self._async_client: httpx.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"SkyvernHook(skyvern_conn_id={self.skyvern_conn_id!r})"
+
+    # ---- connection and clients -------------------------------------------------------------------
+
+    @property
+    def settings(self) -> ConnectionSettings:
+        """Resolved synchronously; async code must call :meth:`aget_settings` first."""
+        if self._settings is None:
+            self._settings = self._register(
+                ConnectionSettings.from_connection(self.get_connection(self.skyvern_conn_id))
+            )
+        return self._settings
+
+    async def aget_settings(self) -> ConnectionSettings:
+        if self._settings is None:
+            if AIRFLOW_V_3_1_PLUS:
+                conn = await self.aget_connection(self.skyvern_conn_id)
+            else:  # pragma: no cover - Airflow 3.0 has no async connection lookup
+                conn = await asyncio.to_thread(self.get_connection, self.skyvern_conn_id)
+            self._settings = self._register(ConnectionSettings.from_connection(conn))
+        return self._settings
+
+    @staticmethod
+    def _register(settings: ConnectionSettings) -> ConnectionSettings:
+        _mask(settings.api_key)
+        return settings
+
+    def _client_options(self, settings: ConnectionSettings) -> dict[str, Any]:
+        return {
+            "base_url": settings.base_url,
+            # x-api-key is Skyvern's auth header. Redirects are not followed: httpx would forward this
+            # custom header to whatever host a redirect names.
+            "headers": {"x-api-key": settings.api_key, "User-Agent": USER_AGENT},
+            "timeout": httpx.Timeout(settings.request_timeout),
+            "follow_redirects": False,
+        }
+
+    def get_conn(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(**self._client_options(self.settings))
+        return self._client
+
+    async def aget_conn(self) -> httpx.AsyncClient:
+        if self._async_client is None:
+            self._async_client = httpx.AsyncClient(**self._client_options(await self.aget_settings()))
+        return self._async_client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:
+            await self._async_client.aclose()
+            self._async_client = None
+
+    def __enter__(self) -> SkyvernHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> SkyvernHook:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # ---- executors ----------------------------------------------------------------------------------
+
+    def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    async def _asleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def call(self, api_call: ApiCall[T]) -> T:
+        """Send ``api_call`` synchronously under the retry policy and parse the answer."""
+        client = self.get_conn()
+        retrying = Retrying(
+            sleep=self._sleep,
+            **retry_arguments(
+                creates=api_call.creates, max_retries=self.settings.max_retries, logger=self.log
+            ),
+        )
+        response: httpx.Response = retrying(self._send_once, client, api_call)
+        return _parse(api_call, response)
+
+    async def acall(self, api_call: ApiCall[T]) -> T:
+        """Send ``api_call`` asynchronously under the retry policy and parse the answer."""
+        client = await self.aget_conn()
+        settings = await self.aget_settings()
+        retrying = AsyncRetrying(
+            sleep=self._asleep,
+            **retry_arguments(creates=api_call.creates, max_retries=settings.max_retries, logger=self.log),
+        )
+        response: httpx.Response = await retrying(self._asend_once, client, api_call)
+        return _parse(api_call, response)
+
+    @staticmethod
+    def _send_once(client: httpx.Client, api_call: ApiCall[Any]) -> httpx.Response:
+        try:
+            response = client.request(
+                api_call.method,
+                api_call.path,
+                json=api_call.json,
+                params=api_call.params,
+                headers=api_call.headers,
+            )
+        except httpx.TransportError as exc:
+            raise _transport_error(api_call, exc) from None
+        _raise_for_status(api_call, response)
+        return response
+
+    @staticmethod
+    async def _asend_once(client: httpx.AsyncClient, api_call: ApiCall[Any]) -> httpx.Response:
+        try:
+            response = await client.request(
+                api_call.method,
+                api_call.path,
+                json=api_call.json,
+                params=api_call.params,
+                headers=api_call.headers,
+            )
+        except httpx.TransportError as exc:
+            raise _transport_error(api_call, exc) from None
+        _raise_for_status(api_call, response)
+        return response
+
+    # ---- endpoints (sync) ---------------------------------------------------------------------------
+
+    def run_task(self, request: TaskRunRequest, *, user_agent: str | None = None) -> TaskRunResponse:
+        """Start a task run (``POST /v1/run/tasks``); never blindly retried, see module retry."""
+        return self.call(_run_task_call(request, user_agent))
+
+    def run_workflow(
+        self,
+        request: WorkflowRunRequest,
+        *,
+        user_agent: str | None = None,
+        max_steps_override: int | None = None,
+        template: bool = False,
+    ) -> WorkflowRunResponse:
+        """Start a workflow run (``POST /v1/run/workflows``)."""
+        return self.call(_run_workflow_call(request, user_agent, max_steps_override, template))
+
+    def get_run(self, run_id: str) -> RunResponse:
+        return self.call(_get_run_call(run_id))
+
+    def cancel_run(self, run_id: str) -> None:
+        self.call(_cancel_run_call(run_id))
+
+    def get_run_timeline(self, run_id: str) -> list[TimelineEntry]:
+        return self.call(_timeline_call(run_id))
+
+    def get_run_artifacts(
+        self, run_id: str, artifact_types: Iterable[ArtifactType | str] | None = None
+    ) -> list[Artifact]:
+        return self.call(_artifacts_call(run_id, artifact_types))
+
+    def get_artifact(self, artifact_id: str) -> Artifact:
+        return self.call(_artifact_call(artifact_id))
+
+    def retry_run_webhook(self, run_id: str, webhook_url: str | None = None) -> WebhookReplayResponse:
+        return self.call(_retry_webhook_call(run_id, webhook_url))
+
+    def list_runs(
+        self,
+        *,
+        search_key: str | None = None,
+        statuses: Sequence[RunStatus | str] = (),
+        page: int = 1,
+        page_size: int = 10,
+    ) -> list[RunListItem]:
+        return self.call(_list_runs_call(search_key, statuses, page, page_size))
+
+    def create_browser_session(self, request: CreateBrowserSessionRequest | None = None) -> BrowserSession:
+        return self.call(_create_session_call(request or CreateBrowserSessionRequest()))
+
+    def get_browser_session(self, browser_session_id: str) -> BrowserSession:
+        return self.call(_get_session_call(browser_session_id))
+
+    def close_browser_session(self, browser_session_id: str) -> None:
+        self.call(_close_session_call(browser_session_id))
+
+    # ---- endpoints (async) --------------------------------------------------------------------------
+
+    async def arun_task(self, request: TaskRunRequest, *, user_agent: str | None = None) -> TaskRunResponse:
+        return await self.acall(_run_task_call(request, user_agent))
+
+    async def arun_workflow(
+        self,
+        request: WorkflowRunRequest,
+        *,
+        user_agent: str | None = None,
+        max_steps_override: int | None = None,
+        template: bool = False,
+    ) -> WorkflowRunResponse:
+        return await self.acall(_run_workflow_call(request, user_agent, max_steps_override, template))
+
+    async def aget_run(self, run_id: str) -> RunResponse:
+        return await self.acall(_get_run_call(run_id))
+
+    async def acancel_run(self, run_id: str) -> None:
+        await self.acall(_cancel_run_call(run_id))
+
+    async def aget_run_timeline(self, run_id: str) -> list[TimelineEntry]:
+        return await self.acall(_timeline_call(run_id))
+
+    async def aget_run_artifacts(
+        self, run_id: str, artifact_types: Iterable[ArtifactType | str] | None = None
+    ) -> list[Artifact]:
+        return await self.acall(_artifacts_call(run_id, artifact_types))
+
+    async def aget_artifact(self, artifact_id: str) -> Artifact:
+        return await self.acall(_artifact_call(artifact_id))
+
+    async def aretry_run_webhook(self, run_id: str, webhook_url: str | None = None) -> WebhookReplayResponse:
+        return await self.acall(_retry_webhook_call(run_id, webhook_url))
+
+    async def alist_runs(
+        self,
+        *,
+        search_key: str | None = None,
+        statuses: Sequence[RunStatus | str] = (),
+        page: int = 1,
+        page_size: int = 10,
+    ) -> list[RunListItem]:
+        return await self.acall(_list_runs_call(search_key, statuses, page, page_size))
+
+    async def acreate_browser_session(
+        self, request: CreateBrowserSessionRequest | None = None
+    ) -> BrowserSession:
+        return await self.acall(_create_session_call(request or CreateBrowserSessionRequest()))
+
+    async def aget_browser_session(self, browser_session_id: str) -> BrowserSession:
+        return await self.acall(_get_session_call(browser_session_id))
+
+    async def aclose_browser_session(self, browser_session_id: str) -> None:
+        await self.acall(_close_session_call(browser_session_id))
+
+    # ---- Airflow UI ---------------------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap authenticated call (``GET /v1/runs?page_size=1``); a rejected key is said plainly."""
+        try:
+            self.list_runs(page_size=1)
+        except SkyvernAuthError:
+            return False, (
+                f"Skyvern at {self.settings.base_url} rejected the API key (HTTP 403): "
+                "check the connection's API key and base URL"
+            )
+        except Exception as exc:
+            return False, str(exc)
+        finally:
+            self.close()
+        return True, f"Connected to Skyvern at {self.settings.base_url}"
+
+
+# ---- request descriptions -----------------------------------------------------------------------------
+
+
+def _agent_headers(user_agent: str | None) -> dict[str, str]:
+    return {"x-user-agent": user_agent} if user_agent else {}
+
+
+def _run_task_call(request: TaskRunRequest, user_agent: str | None) -> ApiCall[TaskRunResponse]:
+    return ApiCall(
+        "POST",
+        "/v1/run/tasks",
+        _TASK_RUN,
+        json=request.to_wire(),
+        headers=_agent_headers(user_agent),
+        creates=True,
+    )
+
+
+def _run_workflow_call(
+    request: WorkflowRunRequest, user_agent: str | None, max_steps_override: int | None, template: bool
+) -> ApiCall[WorkflowRunResponse]:
+    headers = _agent_headers(user_agent)
+    if max_steps_override is not None:
+        headers["x-max-steps-override"] = str(max_steps_override)
+    return ApiCall(
+        "POST",
+        "/v1/run/workflows",
+        _WORKFLOW_RUN,
+        json=request.to_wire(),
+        params=[("template", "true")] if template else [],
+        headers=headers,
+        creates=True,
+    )
+
+
+def _get_run_call(run_id: str) -> ApiCall[RunResponse]:
+    return ApiCall("GET", f"/v1/runs/{_path_id(run_id, 'run_id')}", _ANY_RUN)
+
+
+def _cancel_run_call(run_id: str) -> ApiCall[None]:
+    return ApiCall("POST", f"/v1/runs/{_path_id(run_id, 'run_id')}/cancel", _none)
+
+
+def _timeline_call(run_id: str) -> ApiCall[list[TimelineEntry]]:
+    return ApiCall("GET", f"/v1/runs/{_path_id(run_id, 'run_id')}/timeline", _TIMELINE)
+
+
+def _artifacts_call(
+    run_id: str, artifact_types: Iterable[ArtifactType | str] | None
+) -> ApiCall[list[Artifact]]:
+    params: QueryParams = [("artifact_type", str(ArtifactType(t).value)) for t in artifact_types or ()]
+    return ApiCall("GET", f"/v1/runs/{_path_id(run_id, 'run_id')}/artifacts", _ARTIFACTS, params=params)
+
+
+def _artifact_call(artifact_id: str) -> ApiCall[Artifact]:
+    return ApiCall("GET", f"/v1/artifacts/{_path_id(artifact_id, 'artifact_id')}", _ARTIFACT)
+
+
+def _retry_webhook_call(run_id: str, webhook_url: str | None) -> ApiCall[WebhookReplayResponse]:
+    body = {"webhook_url": webhook_url} if webhook_url else None
+    # Not `creates`, but a replay delivers a webhook: like a create, it is retried only when unsent.
+    return ApiCall(
+        "POST",
+        f"/v1/runs/{_path_id(run_id, 'run_id')}/retry_webhook",
+        _WEBHOOK_REPLAY,
+        json=body,
+        creates=True,
+    )
+
+
+def _list_runs_call(
+    search_key: str | None, statuses: Sequence[RunStatus | str], page: int, page_size: int
+) -> ApiCall[list[RunListItem]]:
+    params: QueryParams = [("page", page), ("page_size", page_size)]
+    params += [("status", str(RunStatus(s).value)) for s in statuses]
+    if search_key:
+        params.append(("search_key", search_key))
+    return ApiCall("GET", "/v1/runs", _RUN_LIST, params=params)
+
+
+def _create_session_call(request: CreateBrowserSessionRequest) -> ApiCall[BrowserSession]:
+    return ApiCall("POST", "/v1/browser_sessions", _BROWSER_SESSION, json=request.to_wire(), creates=True)
+
+
+def _get_session_call(browser_session_id: str) -> ApiCall[BrowserSession]:
+    return ApiCall(
+        "GET", f"/v1/browser_sessions/{_path_id(browser_session_id, 'browser_session_id')}", _BROWSER_SESSION
+    )
+
+
+def _close_session_call(browser_session_id: str) -> ApiCall[None]:
+    return ApiCall(
+        "POST", f"/v1/browser_sessions/{_path_id(browser_session_id, 'browser_session_id')}/close", _none
+    )
+
+
+# ---- response handling --------------------------------------------------------------------------------
+
+
+def _transport_error(api_call: ApiCall[Any], exc: httpx.TransportError) -> SkyvernTransportError:
+    return SkyvernTransportError(
+        api_call.method, api_call.path, exc, request_sent=not isinstance(exc, _NOT_SENT_ERRORS)
+    )
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP-date: fall back to our own backoff
+
+
+def _raise_for_status(api_call: ApiCall[Any], response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    body = _json_or_none(response)
+    error_class = http_error_class(response.status_code)
+    raise error_class(
+        api_call.method,
+        api_call.path,
+        response.status_code,
+        describe_error_body(body, response.text),
+        retry_after=_retry_after(response),
+        body=body,
+    )
+
+
+def _parse(api_call: ApiCall[T], response: httpx.Response) -> T:
+    if not response.content:
+        payload: Any = None
+    else:
+        try:
+            payload = response.json()
+        except ValueError:
+            raise SkyvernResponseError(
+                api_call.method, api_call.path, f"not JSON: {response.text[:200]!r}"
+            ) from None
+    try:
+        return api_call.parse(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        location = ".".join(str(part) for part in first["loc"]) or "body"
+        raise SkyvernResponseError(
+            api_call.method,
+            api_call.path,
+            f"{exc.error_count()} field error(s), first {location}: {first['msg']}",
+        ) from None
+
+
+def _mask(secret: str) -> None:
+    """Register the key with Airflow's log masker so it never appears in a task log."""
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # pragma: no cover - older task SDKs
+        from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
+    mask_secret(secret)

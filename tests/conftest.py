@@ -1,0 +1,50 @@
+"""Test set-up: an isolated AIRFLOW_HOME (set before anything imports airflow) and Skyvern connections."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+_home = tempfile.mkdtemp(prefix="skyvern_af_home_")
+os.environ.setdefault("AIRFLOW_HOME", _home)
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(os.environ["AIRFLOW_HOME"], "dags"))
+
+import pytest  # noqa: E402
+
+API_KEY = "sk-test-SECRET-4f9a1c77"
+BASE_URL = "https://skyvern.test"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OPENAPI_PATH = Path(
+    os.environ.get("SKYVERN_OPENAPI_PATH", REPO_ROOT.parent / "shared" / "skyvern" / "openapi.json")
+)
+
+
+def set_connection(
+    monkeypatch: pytest.MonkeyPatch,
+    conn_id: str = "skyvern_default",
+    *,
+    host: str | None = BASE_URL,
+    password: str | None = API_KEY,
+    extra: dict[str, object] | None = None,
+) -> None:
+    """An env-var connection in the JSON form, as users set ``AIRFLOW_CONN_SKYVERN_DEFAULT``."""
+    conn: dict[str, object] = {"conn_type": "skyvern", "host": host, "password": password}
+    if extra is not None:
+        conn["extra"] = extra
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+@pytest.fixture
+def skyvern_conn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``skyvern_default`` pointing at the respx-mocked base URL, with no retry waits worth noticing."""
+    set_connection(monkeypatch, extra={"max_retries": 3})
+
+
+@pytest.fixture
+def openapi() -> dict[str, object]:
+    if not OPENAPI_PATH.is_file():
+        pytest.skip(f"Skyvern's openapi.json not found at {OPENAPI_PATH} (set SKYVERN_OPENAPI_PATH)")
+    return json.loads(OPENAPI_PATH.read_text())  # type: ignore[no-any-return]
