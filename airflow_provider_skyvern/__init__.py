@@ -31,6 +31,13 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {"integration-name": "Skyvern", "python-modules": ["airflow_provider_skyvern.hooks.skyvern"]}
         ],
+        "operators": [
+            {"integration-name": "Skyvern", "python-modules": ["airflow_provider_skyvern.operators.skyvern"]}
+        ],
+        "triggers": [
+            {"integration-name": "Skyvern", "python-modules": ["airflow_provider_skyvern.triggers.skyvern"]}
+        ],
+        "extra-links": ["airflow_provider_skyvern.links.skyvern.SkyvernRunLink"],
         "connection-types": [
             {
                 "connection-type": CONN_TYPE,

@@ -1,0 +1,174 @@
+"""Checks of operator arguments, each failing with one line that names the parameter and what is accepted.
+
+Values known when the DAG file is parsed are checked in ``__init__`` (the DAG shows an import error at
+once); templated values are checked again after rendering, just before the run is submitted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import jsonschema
+from pydantic import BaseModel
+
+from airflow_provider_skyvern.models import ProxyLocation, RunEngine
+
+RUN_WITH_VALUES = ("agent", "code")
+FORBIDDEN_USER_AGENTS = ("skyvern-ui",)  # makes Skyvern truncate output values (API.md §1)
+
+
+class InvalidParameter(ValueError):
+    """A bad operator argument; the message is one actionable line."""
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        self.parameter = parameter
+        super().__init__(f"{parameter}: {problem}")
+
+
+def is_template(value: Any) -> bool:
+    """True when the value still holds Jinja and can only be checked after rendering."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(is_template(k) or is_template(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(is_template(v) for v in value)
+    return False
+
+
+def check_prompt(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidParameter("prompt", "must be a non-empty string describing what Skyvern should do")
+    return value
+
+
+def check_url(parameter: str, value: Any, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in schemes or not parts.netloc:
+        accepted = " or ".join(f"{scheme}://" for scheme in schemes)
+        raise InvalidParameter(
+            parameter, f"{value!r} is not a URL; it must start with {accepted} and name a host"
+        )
+    return str(value)
+
+
+def check_engine(value: Any) -> RunEngine | None:
+    if value is None:
+        return None
+    engine = RunEngine(value) if isinstance(value, (str, RunEngine)) else None
+    if engine is None or not engine.is_known:
+        raise InvalidParameter(
+            "engine", f"{value!r} is not a Skyvern engine; use one of {', '.join(RunEngine.accepted_names())}"
+        )
+    return engine
+
+
+def check_proxy_location(value: Any) -> ProxyLocation | dict[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, ProxyLocation)):
+        proxy = ProxyLocation(value)
+        if proxy.is_known:
+            return proxy
+    elif isinstance(value, Mapping) and (
+        (isinstance(value.get("country"), str) and len(value["country"]) == 2)
+        or isinstance(value.get("url"), str)
+    ):
+        return dict(value)
+    raise InvalidParameter(
+        "proxy_location",
+        f"{value!r} is not accepted; use a ProxyLocation such as 'RESIDENTIAL' or 'RESIDENTIAL_GB' or 'NONE', "
+        "a geo target {'country': 'US', 'subdivision'?: 'CA', 'city'?: '...'}, or {'url': 'http://host:port'}",
+    )
+
+
+def check_positive(parameter: str, value: Any, *, allow_zero: bool = False, integer: bool = True) -> Any:
+    if value is None:
+        return None
+    kind_ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    in_range = kind_ok and (value >= 0 if allow_zero else value > 0)
+    if isinstance(value, bool) or not in_range:
+        kind = "an integer" if integer else "a number"
+        raise InvalidParameter(parameter, f"must be {kind} {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return value
+
+
+def check_string_map(parameter: str, value: Any) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = _json(parameter, value)
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidParameter(parameter, f"must be a mapping of strings to strings, got {value!r}")
+    return dict(value)
+
+
+def check_choice(parameter: str, value: Any, choices: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    if value not in choices:
+        raise InvalidParameter(parameter, f"{value!r} is not accepted; use one of {', '.join(choices)}")
+    return str(value)
+
+
+def check_user_agent(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.strip().lower() in FORBIDDEN_USER_AGENTS:
+        raise InvalidParameter(
+            "user_agent", f"{value!r} is not accepted: 'skyvern-ui' makes Skyvern truncate the output"
+        )
+    return value
+
+
+def normalize_schema(value: Any) -> dict[str, Any] | list[Any] | None:
+    """A dict, a JSON string, or a pydantic model class, returned as a checked JSON Schema."""
+    if value is None:
+        return None
+    if isinstance(value, type) and issubclass(value, BaseModel):
+        value = value.model_json_schema()
+    elif isinstance(value, str):
+        value = _json("data_extraction_schema", value)
+    if not isinstance(value, (dict, list)):
+        raise InvalidParameter(
+            "data_extraction_schema",
+            f"must be a JSON Schema (dict, JSON string or pydantic model class), got {type(value).__name__}",
+        )
+    if isinstance(value, dict):
+        validator_class = jsonschema.validators.validator_for(value, default=jsonschema.Draft202012Validator)
+        try:
+            validator_class.check_schema(value)
+        except jsonschema.SchemaError as exc:
+            where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+            raise InvalidParameter(
+                "data_extraction_schema", f"not a valid JSON Schema at {where}: {exc.message}"
+            ) from None
+    return value
+
+
+def output_schema_errors(schema: dict[str, Any] | list[Any] | None, output: Any) -> list[str]:
+    """Where the extracted output breaks the requested schema, one short line per problem."""
+    if not isinstance(schema, dict) or output is None:
+        return []
+    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    problems = []
+    for error in sorted(validator_class(schema).iter_errors(output), key=lambda e: list(e.absolute_path)):
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        problems.append(f"{where}: {error.message[:200]}")
+    return problems
+
+
+def _json(parameter: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidParameter(
+            parameter, f"is a string but not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None

@@ -1,0 +1,41 @@
+"""The one small event a Skyvern wait ends with, shared by the trigger and the blocking wait.
+
+``execute_complete`` accepts only these shapes: anything else fails the task (fail closed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from airflow_provider_skyvern.exceptions import SkyvernError
+
+EventKind = Literal["terminal", "deadline", "error"]
+EVENT_KINDS: tuple[EventKind, ...] = ("terminal", "deadline", "error")
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    kind: EventKind
+    run_id: str
+    run_status: str | None = None
+    step_count: int | None = None
+    message: str | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: Any, *, expected_run_id: str | None = None) -> RunEvent:
+        if not isinstance(payload, dict) or payload.get("kind") not in EVENT_KINDS:
+            raise SkyvernError(f"Unexpected event from the Skyvern trigger, failing closed: {payload!r:.200}")
+        if not isinstance(payload.get("run_id"), str) or (
+            expected_run_id and payload["run_id"] != expected_run_id
+        ):
+            raise SkyvernError(
+                f"Skyvern trigger event names run {payload.get('run_id')!r}, expected {expected_run_id!r}; failing closed"
+            )
+        unknown = set(payload) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise SkyvernError(f"Skyvern trigger event has unknown keys {sorted(unknown)}; failing closed")
+        return cls(**payload)
