@@ -20,12 +20,19 @@ from airflow_provider_skyvern.models import (
 from tests.test_hook import EVERY_SEED_PARAMETER
 
 # Server-only or SDK-only fields that the published schema does not list.
-NOT_IN_OPENAPI = {"TaskRunRequest-Input": {"file_ids"}, "WorkflowRunRequest-Input": {"browser_type", "file_ids"}}
+NOT_IN_OPENAPI = {
+    "TaskRunRequest-Input": {"file_ids"},
+    "WorkflowRunRequest-Input": {"browser_type", "file_ids"},
+}
 
 
 def _validator(openapi: dict[str, Any], component: str) -> jsonschema.Draft202012Validator:
-    registry: Registry[Any] = Registry().with_resource("urn:skyvern", Resource(contents=openapi, specification=DRAFT202012))
-    return jsonschema.Draft202012Validator({"$ref": f"urn:skyvern#/components/schemas/{component}"}, registry=registry)
+    registry: Registry[Any] = Registry().with_resource(
+        "urn:skyvern", Resource(contents=openapi, specification=DRAFT202012)
+    )
+    return jsonschema.Draft202012Validator(
+        {"$ref": f"urn:skyvern#/components/schemas/{component}"}, registry=registry
+    )
 
 
 def _properties(openapi: dict[str, Any], component: str) -> set[str]:
@@ -49,7 +56,10 @@ def test_request_models_cover_every_published_field(
     assert ours - published == NOT_IN_OPENAPI.get(component, set())
 
 
-@pytest.mark.parametrize(("enum", "component"), [(RunEngine, "RunEngine"), (RunStatus, "RunStatus"), (ProxyLocation, "ProxyLocation")])
+@pytest.mark.parametrize(
+    ("enum", "component"),
+    [(RunEngine, "RunEngine"), (RunStatus, "RunStatus"), (ProxyLocation, "ProxyLocation")],
+)
 def test_enums_match_the_published_values(openapi: dict[str, Any], enum: type[Any], component: str) -> None:
     assert enum.known_values() == openapi["components"]["schemas"][component]["enum"]
 

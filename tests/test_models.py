@@ -74,7 +74,12 @@ def test_terminal_statuses(status: str, terminal: bool) -> None:
 
 def test_naive_datetimes_are_utc_and_offsets_are_kept() -> None:
     run = TaskRunResponse.model_validate(
-        task_run("tsk_1", "completed", created_at="2026-01-31T15:20:42.160725", finished_at="2026-01-31T16:20:42+01:00")
+        task_run(
+            "tsk_1",
+            "completed",
+            created_at="2026-01-31T15:20:42.160725",
+            finished_at="2026-01-31T16:20:42+01:00",
+        )
     )
     assert run.created_at.tzinfo is timezone.utc
     assert run.created_at.hour == 15
@@ -105,7 +110,9 @@ def test_workflow_waiting_for_an_automatic_retry_is_not_terminal() -> None:
 
 def test_error_codes_come_from_errors() -> None:
     run = TaskRunResponse.model_validate(
-        task_run("tsk_1", "failed", errors=[{"error_code": "OUT_OF_STOCK", "reasoning": "x"}, {"message": "m"}])
+        task_run(
+            "tsk_1", "failed", errors=[{"error_code": "OUT_OF_STOCK", "reasoning": "x"}, {"message": "m"}]
+        )
     )
     assert run.error_codes == ["OUT_OF_STOCK"]
 
@@ -125,7 +132,10 @@ def test_request_rejects_misspelled_fields() -> None:
     [
         ("RESIDENTIAL_JP", "RESIDENTIAL_JP"),
         (ProxyLocation.US_CA, "US-CA"),
-        ({"country": "US", "subdivision": "CA", "city": "San Francisco"}, {"country": "US", "subdivision": "CA", "city": "San Francisco"}),
+        (
+            {"country": "US", "subdivision": "CA", "city": "San Francisco"},
+            {"country": "US", "subdivision": "CA", "city": "San Francisco"},
+        ),
         (GeoTarget(country="DE"), {"country": "DE"}),
         ({"url": "http://user:pass@proxy:3128"}, {"url": "http://user:pass@proxy:3128"}),
     ],
@@ -142,9 +152,15 @@ def test_workflow_request_serializes_workflow_id() -> None:
 
 
 def test_file_info_artifact_and_timeline_parse() -> None:
-    info = FileInfo.model_validate({"url": "https://f/x.pdf", "checksum": "ab", "file_size": 3, "filename": "x.pdf"})
+    info = FileInfo.model_validate(
+        {"url": "https://f/x.pdf", "checksum": "ab", "file_size": 3, "filename": "x.pdf"}
+    )
     assert info.filename == "x.pdf"
     assert Artifact.model_validate(artifact("a_1")).artifact_type is ArtifactType.recording
     entry = TimelineEntry.model_validate({**timeline_entry(), "children": [timeline_entry()]})
     assert entry.children is not None
-    assert entry.children[0].block == {"workflow_run_block_id": "wrb_1", "block_type": "task", "label": "extract"}
+    assert entry.children[0].block == {
+        "workflow_run_block_id": "wrb_1",
+        "block_type": "task",
+        "label": "extract",
+    }

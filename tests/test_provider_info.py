@@ -9,7 +9,11 @@ from airflow_provider_skyvern import get_provider_info
 
 
 def test_entry_point_resolves_to_get_provider_info() -> None:
-    (entry_point,) = [ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_skyvern")]
+    (entry_point,) = [
+        ep
+        for ep in entry_points(group="apache_airflow_provider")
+        if ep.value.startswith("airflow_provider_skyvern")
+    ]
     assert entry_point.load() is get_provider_info
 
 
@@ -53,7 +57,9 @@ def test_providers_manager_sees_the_connection_form() -> None:
     behaviour = manager.field_behaviours["skyvern"]
     assert behaviour["relabeling"] == {"host": "Base URL", "password": "API key"}
     assert set(behaviour["hidden_fields"]) == {"schema", "port", "login"}
-    assert {"extra__skyvern__request_timeout", "extra__skyvern__max_retries"} <= set(manager.connection_form_widgets)
+    assert {"extra__skyvern__request_timeout", "extra__skyvern__max_retries"} <= set(
+        manager.connection_form_widgets
+    )
 
 
 def test_provider_package_import_stays_light() -> None:

@@ -1,0 +1,246 @@
+"""SkyvernRunTrigger: small kwargs, read-only polling, one event, progress in the log, cancel only on kill."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
+from tests.conftest import API_KEY, BASE_URL, set_connection
+from tests.payloads import task_run
+
+RUN = "/v1/runs/tsk_v2_1"
+
+
+@pytest.fixture(autouse=True)
+def no_retry_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retry budget 1 so an outage reaches the trigger quickly; the hook's waits are skipped."""
+    set_connection(monkeypatch, extra={"max_retries": 1})
+
+    async def no_sleep(self: Any, seconds: float) -> None:
+        return None
+
+    monkeypatch.setattr("airflow_provider_skyvern.hooks.skyvern.SkyvernHook._asleep", no_sleep)
+
+
+def make_trigger(deadline_in: float = 60, poll_interval: float = 0.001) -> SkyvernRunTrigger:
+    return SkyvernRunTrigger(
+        run_id="tsk_v2_1", deadline=time.time() + deadline_in, poll_interval=poll_interval
+    )
+
+
+async def events_of(trigger: SkyvernRunTrigger) -> list[dict[str, Any]]:
+    return [event.payload async for event in trigger.run()]
+
+
+def test_serialize_round_trip_holds_only_ids_numbers_and_no_key() -> None:
+    from importlib import import_module
+
+    def import_string(path: str) -> Any:
+        module, _, name = path.rpartition(".")
+        return getattr(import_module(module), name)
+
+    trigger = SkyvernRunTrigger(
+        run_id="tsk_v2_1", deadline=1_900_000_000.5, poll_interval=7, skyvern_conn_id="sky"
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "airflow_provider_skyvern.triggers.skyvern.SkyvernRunTrigger"
+    assert kwargs == {
+        "run_id": "tsk_v2_1",
+        "deadline": 1_900_000_000.5,
+        "poll_interval": 7.0,
+        "skyvern_conn_id": "sky",
+    }
+    assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)
+    assert API_KEY not in repr(kwargs) + repr(trigger)
+
+
+def test_kwargs_survive_airflows_serde() -> None:
+    from airflow.sdk.serde import deserialize, serialize
+
+    _, kwargs = make_trigger().serialize()
+    assert deserialize(serialize(kwargs)) == kwargs
+
+
+@respx.mock(base_url=BASE_URL)
+async def test_polls_until_completed_logging_each_change(
+    respx_mock: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    route = respx_mock.get(RUN).mock(
+        side_effect=[
+            httpx.Response(200, json=task_run("tsk_v2_1", "queued")),
+            httpx.Response(200, json=task_run("tsk_v2_1", "running", step_count=1)),
+            httpx.Response(200, json=task_run("tsk_v2_1", "running", step_count=1)),
+            httpx.Response(200, json=task_run("tsk_v2_1", "running", step_count=2)),
+            httpx.Response(200, json=task_run("tsk_v2_1", "completed", step_count=3)),
+        ]
+    )
+
+    events = await events_of(make_trigger())
+
+    assert events == [
+        {
+            "kind": "terminal",
+            "run_id": "tsk_v2_1",
+            "run_status": "completed",
+            "step_count": 3,
+            "message": None,
+        }
+    ]
+    assert route.call_count == 5
+    log = capsys.readouterr().out
+    lines = [line for line in log.splitlines() if "Skyvern run tsk_v2_1:" in line]
+    assert [line.split("Skyvern run tsk_v2_1: ")[1].split(" [")[0].strip() for line in lines] == [
+        "queued",
+        "running (step 1)",
+        "running (step 2)",
+        "completed (step 3)",
+    ]
+
+
+@pytest.mark.parametrize("status", ["completed", "failed", "terminated", "canceled", "timed_out"])
+@respx.mock(base_url=BASE_URL)
+async def test_every_final_status_ends_with_one_terminal_event(
+    respx_mock: respx.MockRouter, status: str
+) -> None:
+    respx_mock.get(RUN).respond(200, json=task_run("tsk_v2_1", status, step_count=4))
+    events = await events_of(make_trigger())
+    assert events == [
+        {"kind": "terminal", "run_id": "tsk_v2_1", "run_status": status, "step_count": 4, "message": None}
+    ]
+
+
+@respx.mock(base_url=BASE_URL)
+async def test_transient_errors_beyond_the_retry_budget_do_not_end_the_wait(
+    respx_mock: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outage = [httpx.Response(503, json={"error": "Database temporarily unavailable"})] * 4 + [
+        httpx.ConnectError("Connection refused")
+    ] * 2
+    route = respx_mock.get(RUN).mock(
+        side_effect=[*outage, httpx.Response(200, json=task_run("tsk_v2_1", "completed", step_count=2))]
+    )
+
+    events = await events_of(make_trigger())
+
+    assert [e["kind"] for e in events] == ["terminal"]
+    assert route.call_count == 7
+    assert "still waiting after a transient error" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (
+            404,
+            {"detail": "Task run not found tsk_v2_1"},
+            "Skyvern GET /v1/runs/tsk_v2_1 -> HTTP 404: Task run not found tsk_v2_1",
+        ),
+        (
+            403,
+            {"detail": "Invalid credentials"},
+            "Skyvern GET /v1/runs/tsk_v2_1 -> HTTP 403: Invalid credentials",
+        ),
+    ],
+)
+@respx.mock(base_url=BASE_URL)
+async def test_permanent_errors_end_with_an_error_event(
+    respx_mock: respx.MockRouter, status: int, body: dict[str, str], message: str
+) -> None:
+    respx_mock.get(RUN).respond(status, json=body)
+    (event,) = await events_of(make_trigger())
+    assert event["kind"] == "error"
+    assert event["message"].startswith(message)
+    assert API_KEY not in event["message"]
+
+
+@pytest.mark.parametrize("status", ["running", "paused", "some_future_status"])
+@respx.mock(base_url=BASE_URL)
+async def test_deadline_ends_a_run_that_is_not_final_never_with_success(
+    respx_mock: respx.MockRouter, status: str
+) -> None:
+    respx_mock.get(RUN).respond(200, json=task_run("tsk_v2_1", status, step_count=5))
+    events = await events_of(make_trigger(deadline_in=0.05))
+    assert events == [
+        {"kind": "deadline", "run_id": "tsk_v2_1", "run_status": status, "step_count": 5, "message": None}
+    ]
+
+
+@respx.mock(base_url=BASE_URL)
+async def test_a_run_that_finished_while_the_triggerer_was_down_is_not_reported_as_timeout(
+    respx_mock: respx.MockRouter,
+) -> None:
+    respx_mock.get(RUN).respond(200, json=task_run("tsk_v2_1", "completed"))
+    (event,) = await events_of(make_trigger(deadline_in=-3600))
+    assert event["kind"] == "terminal"
+
+
+@respx.mock(base_url=BASE_URL)
+async def test_wall_clock_deadline_is_honoured(respx_mock: respx.MockRouter) -> None:
+    """The deadline is computed on the worker and compared in the triggerer: wall-clock time, not monotonic."""
+    import time_machine
+
+    respx_mock.get(RUN).respond(200, json=task_run("tsk_v2_1", "running"))
+    trigger = SkyvernRunTrigger(run_id="tsk_v2_1", deadline=time.time() + 3600, poll_interval=0.001)
+    with time_machine.travel(time.time() + 7200, tick=True):
+        (event,) = await events_of(trigger)
+    assert event["kind"] == "deadline"
+
+
+@respx.mock(base_url=BASE_URL, assert_all_called=False)
+async def test_cancellation_of_the_trigger_does_not_cancel_the_run(respx_mock: respx.MockRouter) -> None:
+    """A triggerer restart cancels run(); the remote run must go on (only on_kill cancels)."""
+    respx_mock.get(RUN).respond(200, json=task_run("tsk_v2_1", "running"))
+    cancel = respx_mock.post(f"{RUN}/cancel").respond(200, json=None)
+    task = asyncio.create_task(make_trigger(poll_interval=0.01).run().__anext__())
+    await asyncio.sleep(0.1)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cancel.call_count == 0
+
+
+@respx.mock(base_url=BASE_URL)
+async def test_on_kill_cancels_the_run(respx_mock: respx.MockRouter) -> None:
+    cancel = respx_mock.post(f"{RUN}/cancel").respond(200, json=None)
+    await make_trigger().on_kill()
+    assert cancel.call_count == 1
+    assert cancel.calls.last.request.headers["x-api-key"] == API_KEY
+
+
+@respx.mock(base_url=BASE_URL)
+async def test_on_kill_failure_is_logged_not_raised(
+    respx_mock: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    respx_mock.post(f"{RUN}/cancel").respond(400, json={"detail": "Run tsk_v2_1 is already completed"})
+    await make_trigger().on_kill()
+    assert "Could not cancel Skyvern run tsk_v2_1" in capsys.readouterr().out
+
+
+@respx.mock(base_url=BASE_URL)
+async def test_one_async_client_serves_the_whole_wait(
+    respx_mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created: list[httpx.AsyncClient] = []
+    original = httpx.AsyncClient.__init__
+
+    def counting_init(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> None:
+        created.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "__init__", counting_init)
+    respx_mock.get(RUN).mock(
+        side_effect=[
+            httpx.Response(200, json=task_run("tsk_v2_1", "running", step_count=n)) for n in range(1, 6)
+        ]
+        + [httpx.Response(200, json=task_run("tsk_v2_1", "completed"))]
+    )
+    await events_of(make_trigger())
+    assert len(created) == 1
+    assert created[0].is_closed
