@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow_provider_skyvern.compat import AirflowException
 
 MAX_DETAIL_CHARS = 300
 

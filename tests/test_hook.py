@@ -392,7 +392,7 @@ async def test_async_settings_resolve_the_same_connection(monkeypatch: pytest.Mo
 
 
 def test_connection_get_hook_builds_a_skyvern_hook() -> None:
-    from airflow.sdk import BaseHook
+    from airflow_provider_skyvern.compat import BaseHook
 
     hook = BaseHook.get_hook("skyvern_default")
     assert isinstance(hook, SkyvernHook)

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
+from airflow_provider_skyvern.compat import AirflowFailException, TaskDeferred
 from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.operators.reattach import STATE_KEY, run_tag
 from airflow_provider_skyvern.operators.skyvern import SkyvernRunFailedError, SkyvernRunTaskOperator

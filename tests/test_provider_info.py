@@ -50,6 +50,8 @@ def test_connection_type_matches_the_hook() -> None:
 def test_providers_manager_sees_the_connection_form() -> None:
     from airflow.providers_manager import ProvidersManager
 
+    if Version(version("apache-airflow-core")) < Version("3.2"):
+        pytest.skip("the declarative connection form (conn-fields) is read by Airflow 3.2+")
     manager = ProvidersManager()
     assert "airflow-provider-skyvern" in manager.providers
     assert manager.hooks["skyvern"] is not None

@@ -61,7 +61,10 @@ def test_serialize_round_trip_holds_only_ids_numbers_and_no_key() -> None:
 
 
 def test_kwargs_survive_airflows_serde() -> None:
-    from airflow.sdk.serde import deserialize, serialize
+    try:
+        from airflow.sdk.serde import deserialize, serialize
+    except ImportError:  # Airflow 3.0
+        from airflow.serialization.serde import deserialize, serialize
 
     _, kwargs = make_trigger().serialize()
     assert deserialize(serialize(kwargs)) == kwargs

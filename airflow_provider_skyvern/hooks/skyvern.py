@@ -15,11 +15,17 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
-from airflow.sdk import BaseHook
 from pydantic import TypeAdapter, ValidationError
 from tenacity import AsyncRetrying, Retrying
 
-from airflow_provider_skyvern import CONN_TYPE, DEFAULT_BASE_URL, DEFAULT_CONN_ID, __version__
+from airflow_provider_skyvern import (
+    CONN_TYPE,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONN_ID,
+    __version__,
+    get_provider_info,
+)
+from airflow_provider_skyvern.compat import BaseHook
 from airflow_provider_skyvern.exceptions import (
     SkyvernAuthError,
     SkyvernError,
@@ -177,6 +183,13 @@ class SkyvernHook(BaseHook):
 
     def __repr__(self) -> str:
         return f"SkyvernHook(skyvern_conn_id={self.skyvern_conn_id!r})"
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """For Airflow < 3.2, which reads the form from the hook; 3.2+ reads the same provider info."""
+        (connection_type,) = get_provider_info()["connection-types"]
+        behaviour: dict[str, Any] = connection_type["ui-field-behaviour"]
+        return {key.replace("-", "_"): value for key, value in behaviour.items()}
 
     # ---- connection and clients -------------------------------------------------------------------
 
@@ -595,8 +608,6 @@ def _parse(api_call: ApiCall[T], response: httpx.Response) -> T:
 
 def _mask(secret: str) -> None:
     """Register the key with Airflow's log masker so it never appears in a task log."""
-    try:
-        from airflow.sdk.log import mask_secret
-    except ImportError:  # pragma: no cover - older task SDKs
-        from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
+    from airflow.sdk.log import mask_secret
+
     mask_secret(secret)

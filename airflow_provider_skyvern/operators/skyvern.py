@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
-from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk import BaseOperator
 
 from airflow_provider_skyvern import DEFAULT_CONN_ID
+from airflow_provider_skyvern.compat import AirflowException, AirflowFailException, conf
 from airflow_provider_skyvern.exceptions import SkyvernError, SkyvernServerError, SkyvernTransportError
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.links.skyvern import APP_URL_XCOM_KEY, SkyvernRunLink
