@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import distribution, entry_points
+from importlib.metadata import distribution, entry_points, version
+
+import pytest
+from packaging.version import Version
 
 from airflow_provider_skyvern import get_provider_info
 
