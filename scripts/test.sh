@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command (README): lint, types, unit + integration tests, end-to-end and browser tests on a real
+# Airflow, then the unit tests again on the oldest supported Airflow (3.0). Creates .venv on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n== %s\n' "$*"; }
+
+step "environment"
+bash scripts/bootstrap.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+step "ruff"
+ruff check .
+ruff format --check .
+
+step "mypy (strict, package)"
+mypy
+
+step "unit, emulator and dag.test() integration tests (coverage of hooks and models)"
+python -m pytest -m "not e2e" --cov=airflow_provider_skyvern --cov-report=term:skip-covered -q
+
+step "end-to-end and browser tests (real Airflow + emulator + headless Chromium)"
+bash scripts/ensure_chromium.sh || true
+python -m pytest -m e2e -q -p no:randomly
+
+step "unit tests on the oldest supported Airflow (3.0)"
+bash scripts/floor_env.sh
+.venv-floor/bin/python -m pytest -m "not e2e and not integration" -q -p no:cacheprovider --ignore tests/emulator
