@@ -292,13 +292,7 @@ class SkyvernHook(BaseHook):
     @staticmethod
     def _send_once(client: httpx.Client, api_call: ApiCall[Any]) -> httpx.Response:
         try:
-            response = client.request(
-                api_call.method,
-                api_call.path,
-                json=api_call.json,
-                params=api_call.params,
-                headers=api_call.headers,
-            )
+            response = client.request(**_request_arguments(api_call))
         except httpx.TransportError as exc:
             raise _transport_error(api_call, exc) from None
         _raise_for_status(api_call, response)
@@ -307,13 +301,7 @@ class SkyvernHook(BaseHook):
     @staticmethod
     async def _asend_once(client: httpx.AsyncClient, api_call: ApiCall[Any]) -> httpx.Response:
         try:
-            response = await client.request(
-                api_call.method,
-                api_call.path,
-                json=api_call.json,
-                params=api_call.params,
-                headers=api_call.headers,
-            )
+            response = await client.request(**_request_arguments(api_call))
         except httpx.TransportError as exc:
             raise _transport_error(api_call, exc) from None
         _raise_for_status(api_call, response)
@@ -546,6 +534,16 @@ def _close_session_call(browser_session_id: str) -> ApiCall[None]:
 
 
 # ---- response handling --------------------------------------------------------------------------------
+
+
+def _request_arguments(api_call: ApiCall[Any]) -> dict[str, Any]:
+    return {
+        "method": api_call.method,
+        "url": api_call.path,
+        "json": api_call.json,
+        "params": api_call.params,
+        "headers": api_call.headers,
+    }
 
 
 def _transport_error(api_call: ApiCall[Any], exc: httpx.TransportError) -> SkyvernTransportError:

@@ -25,7 +25,7 @@ from airflow_provider_skyvern.operators.reattach import (
 )
 from airflow_provider_skyvern.triggers.events import RunEvent
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
-from airflow_provider_skyvern.triggers.waiting import ProgressLog, decide
+from airflow_provider_skyvern.triggers.waiting import RunWatch
 
 OutputValidation = Literal["warn", "fail"]
 
@@ -319,22 +319,15 @@ class SkyvernRunTaskOperator(BaseOperator):
 
     def _wait_blocking(self, run_id: str, deadline: float) -> RunEvent:
         """The trigger's policy, synchronously (``deferrable=False``)."""
-        progress = ProgressLog(self.log, run_id)
+        watch = RunWatch(self.log, run_id, deadline)
         while True:
-            run: RunResponse | None = None
-            error: SkyvernError | None = None
             try:
-                run = self.hook.get_run(run_id)
-                progress.report(run)
+                event = watch.observe(run=self.hook.get_run(run_id))
             except SkyvernError as exc:
-                error = exc
-                if exc.retryable:
-                    progress.report_error(exc)
-            now = time.time()
-            event = decide(run_id, progress, run=run, error=error, now=now, deadline=deadline)
+                event = watch.observe(error=exc)
             if event is not None:
                 return event
-            self.hook._sleep(max(0.0, min(self.poll_interval, deadline - now)))
+            self.hook._sleep(watch.pause(self.poll_interval))
 
     def _handle_event(self, context: Any, event: RunEvent) -> Any:
         if event.kind == "error":

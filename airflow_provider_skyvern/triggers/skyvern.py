@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,8 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
-from airflow_provider_skyvern.models import RunResponse
-from airflow_provider_skyvern.triggers.waiting import ProgressLog, decide
+from airflow_provider_skyvern.triggers.waiting import RunWatch
 
 ON_KILL_CANCEL_TIMEOUT = 20.0
 
@@ -56,24 +54,17 @@ class SkyvernRunTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        progress = ProgressLog(self.log, self.run_id)
+        watch = RunWatch(self.log, self.run_id, self.deadline)
         async with SkyvernHook(self.skyvern_conn_id) as hook:
             while True:
-                run: RunResponse | None = None
-                error: SkyvernError | None = None
                 try:
-                    run = await hook.aget_run(self.run_id)
-                    progress.report(run)
+                    event = watch.observe(run=await hook.aget_run(self.run_id))
                 except SkyvernError as exc:
-                    error = exc
-                    if exc.retryable:
-                        progress.report_error(exc)
-                now = time.time()
-                event = decide(self.run_id, progress, run=run, error=error, now=now, deadline=self.deadline)
+                    event = watch.observe(error=exc)
                 if event is not None:
                     yield TriggerEvent(event.to_payload())  # type: ignore[no-untyped-call]
                     return
-                await asyncio.sleep(max(0.0, min(self.poll_interval, self.deadline - now)))
+                await asyncio.sleep(watch.pause(self.poll_interval))
 
     async def on_kill(self) -> None:
         """Airflow 3.3+ calls this only when a user marks the task failed/success or clears it."""

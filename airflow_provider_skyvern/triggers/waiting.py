@@ -1,7 +1,8 @@
-"""The waiting policy shared by the deferrable trigger and blocking mode: when to stop, what to log."""
+"""The waiting policy shared by the deferrable trigger and blocking mode: what to log, when to stop."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from airflow_provider_skyvern.exceptions import SkyvernError
@@ -9,25 +10,45 @@ from airflow_provider_skyvern.models import RunResponse, RunStatus
 from airflow_provider_skyvern.triggers.events import RunEvent
 
 
-class ProgressLog:
-    """Logs one line per change of status or step count: the user's progress view in the task log."""
+class RunWatch:
+    """
+    Fed each poll's answer (a run or an error), logs one line per change of status or step count (the
+    user's progress view in the task log) and returns the event that ends the wait, if any. Transient
+    errors never end it; unknown and paused statuses never count as success.
+    """
 
-    def __init__(self, log: Any, run_id: str) -> None:
+    def __init__(self, log: Any, run_id: str, deadline: float) -> None:
         self._log = log
-        self._run_id = run_id
-        self._last: tuple[str, int | None] | None = None
-        self.status: str | None = None
-        self.step_count: int | None = None
+        self.run_id = run_id
+        self.deadline = deadline
+        self._status: str | None = None
+        self._step_count: int | None = None
+        self._logged: tuple[str, int | None] | None = None
 
-    def report(self, run: RunResponse) -> None:
-        self.status, self.step_count = run.status.value, run.step_count
-        if (self.status, self.step_count) == self._last:
-            return
-        self._last = (self.status, self.step_count)
-        self._log.info(format_progress(run))
+    def observe(
+        self, *, run: RunResponse | None = None, error: SkyvernError | None = None
+    ) -> RunEvent | None:
+        if run is not None:
+            self._report(run)
+            if run.is_terminal:
+                return RunEvent("terminal", self.run_id, run.status.value, run.step_count)
+        elif error is not None:
+            if not error.retryable:
+                return RunEvent("error", self.run_id, self._status, self._step_count, str(error))
+            self._log.warning("Skyvern run %s: still waiting after a transient error: %s", self.run_id, error)
+        if time.time() >= self.deadline:
+            return RunEvent("deadline", self.run_id, self._status, self._step_count)
+        return None
 
-    def report_error(self, error: SkyvernError) -> None:
-        self._log.warning("Skyvern run %s: still waiting after a transient error: %s", self._run_id, error)
+    def pause(self, poll_interval: float) -> float:
+        """Seconds to sleep before the next poll: the interval, cut short by the deadline."""
+        return max(0.0, min(poll_interval, self.deadline - time.time()))
+
+    def _report(self, run: RunResponse) -> None:
+        self._status, self._step_count = run.status.value, run.step_count
+        if self._logged != (self._status, self._step_count):
+            self._logged = (self._status, self._step_count)
+            self._log.info(format_progress(run))
 
 
 def format_progress(run: RunResponse) -> str:
@@ -38,22 +59,3 @@ def format_progress(run: RunResponse) -> str:
     elif not run.status.is_known:
         line += " - status unknown to this provider, treated as still running"
     return line
-
-
-def decide(
-    run_id: str,
-    progress: ProgressLog,
-    *,
-    run: RunResponse | None,
-    error: SkyvernError | None,
-    now: float,
-    deadline: float,
-) -> RunEvent | None:
-    """The event that ends the wait, or None to poll again. Unknown and paused statuses never succeed."""
-    if error is not None and not error.retryable:
-        return RunEvent("error", run_id, progress.status, progress.step_count, str(error))
-    if run is not None and run.is_terminal:
-        return RunEvent("terminal", run_id, run.status.value, run.step_count)
-    if now >= deadline:
-        return RunEvent("deadline", run_id, progress.status, progress.step_count)
-    return None
