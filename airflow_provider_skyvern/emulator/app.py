@@ -1,0 +1,444 @@
+"""The emulator's HTTP routes: Skyvern's ``/v1`` API as the provider uses it, plus ``/_emulator`` controls.
+
+Auth, paths, status codes and error bodies follow the real server (API.md §1-§4): a wrong or missing
+``x-api-key`` is a 403, errors are ``{"detail": ...}`` (or ``{"error": ...}`` for a 500), request
+validation errors are FastAPI's 422 list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import json
+import time
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ValidationError
+
+from airflow_provider_skyvern import __version__
+from airflow_provider_skyvern.emulator.faults import (
+    AFTER_CREATE_SCOPE_KEY,
+    ASGIApp,
+    FaultMiddleware,
+    FaultRule,
+)
+from airflow_provider_skyvern.emulator.lifecycle import DirectiveError, Lifecycle, iso, plan_from
+from airflow_provider_skyvern.emulator.state import (
+    RUN_TYPE_BY_ENGINE,
+    BrowserSessionRecord,
+    EmulatedRun,
+    EmulatorSettings,
+    EmulatorState,
+)
+from airflow_provider_skyvern.models import (
+    CreateBrowserSessionRequest,
+    ProxyLocation,
+    RunEngine,
+    TaskRunRequest,
+    WorkflowRunRequest,
+)
+
+MAX_SESSION_MINUTES = 240
+WEBHOOK_TIMEOUT_SECONDS = 10.0
+
+
+class SkyvernHTTPException(Exception):
+    def __init__(self, status: int, detail: Any) -> None:
+        self.status = status
+        self.detail = detail
+
+
+def _validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]} for error in exc.errors()
+    ]
+
+
+def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise SkyvernHTTPException(422, _validation_detail(exc)) from None
+
+
+def _check_enums(body: dict[str, Any]) -> None:
+    """The server's enums are closed: an unknown engine or proxy location is a 422."""
+    problems = []
+    engine = body.get("engine")
+    if engine is not None and engine not in RunEngine.known_values():
+        problems.append(("engine", engine, RunEngine.known_values()))
+    proxy = body.get("proxy_location")
+    if isinstance(proxy, str) and proxy not in ProxyLocation.known_values():
+        problems.append(("proxy_location", proxy, ProxyLocation.known_values()))
+    if problems:
+        raise SkyvernHTTPException(
+            422,
+            [
+                {
+                    "loc": ["body", name],
+                    "msg": f"Input should be {', '.join(map(repr, known))}",
+                    "type": "enum",
+                    "input": value,
+                }
+                for name, value, known in problems
+            ],
+        )
+
+
+def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, EmulatorState]:
+    """The ASGI app (fault layer outermost) and the state behind it, for in-process use."""
+    state = EmulatorState(settings or EmulatorSettings())
+    api = FastAPI(
+        title="Skyvern emulator",
+        version=__version__,
+        docs_url="/_emulator/docs",
+        openapi_url="/_emulator/openapi.json",
+    )
+
+    @api.exception_handler(SkyvernHTTPException)
+    async def _skyvern_error(request: Request, exc: SkyvernHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @api.middleware("http")
+    async def _log_requests(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        if request.url.path.startswith("/v1/") and not request.scope.get(AFTER_CREATE_SCOPE_KEY):
+            state.log_request(request.method, request.url.path, response.status_code)
+        return response
+
+    def authorized(x_api_key: Annotated[str | None, Header()] = None) -> None:
+        if x_api_key is None:
+            raise SkyvernHTTPException(403, "Could not validate credentials")
+        if not hmac.compare_digest(x_api_key, state.settings.api_key):
+            raise SkyvernHTTPException(403, "Invalid credentials")
+
+    def base(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    def get_run(run_id: str, detail: str = "Task run not found {}") -> EmulatedRun:
+        run = state.runs.get(run_id)
+        if run is None:
+            raise SkyvernHTTPException(404, detail.format(run_id))
+        return run
+
+    def create_run(
+        prefix: str, run_type: str, wire: dict[str, Any], texts: list[str], max_steps: int | None
+    ) -> EmulatedRun:
+        session_id = wire.get("browser_session_id")
+        if session_id and session_id not in state.sessions:
+            raise SkyvernHTTPException(404, f"Browser session {session_id} not found")
+        try:
+            plan = plan_from(texts, state.settings.run_seconds, max_steps)
+        except DirectiveError as exc:
+            raise SkyvernHTTPException(400, str(exc)) from None
+        with state.lock:
+            run = EmulatedRun(state.new_id(prefix), run_type, wire, Lifecycle(plan, state.now()))
+            state.runs[run.run_id] = run
+        return run
+
+    v1 = [Depends(authorized)]
+
+    @api.get("/v1/version")
+    async def version() -> dict[str, str]:
+        return {"version": f"skyvern-emulator-{__version__}"}
+
+    @api.post("/v1/run/tasks", dependencies=v1)
+    async def run_task(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        _check_enums(body)
+        task: TaskRunRequest = _parse(TaskRunRequest, body)
+        wire = task.to_wire()
+        engine = str(wire.get("engine") or "skyvern-1.0")
+        run_type = RUN_TYPE_BY_ENGINE[engine]
+        prefix = "tsk_v2" if run_type == "task_v2" else "tsk"
+        texts = [task.prompt, task.title or ""]
+        run = create_run(prefix, run_type, wire, texts, task.max_steps)
+        return state.run_json(run, base(request))
+
+    @api.post("/v1/run/workflows", dependencies=v1)
+    @api.post("/v1/run/agents", dependencies=v1)
+    async def run_workflow(
+        request: Request,
+        body: Annotated[dict[str, Any], Body()],
+        x_max_steps_override: Annotated[int | None, Header()] = None,
+    ) -> dict[str, Any]:
+        body = dict(body)
+        if "agent_id" in body and "workflow_id" not in body:
+            body["workflow_id"] = body.pop("agent_id")
+        _check_enums(body)
+        workflow: WorkflowRunRequest = _parse(WorkflowRunRequest, body)
+        if not workflow.workflow_id.startswith("wpid_"):
+            raise SkyvernHTTPException(404, f"Workflow not found {workflow.workflow_id}")
+        texts = [workflow.title or "", json.dumps(workflow.parameters or {})]
+        run = create_run("wr", "workflow_run", workflow.to_wire(), texts, x_max_steps_override)
+        return state.run_json(run, base(request))
+
+    @api.get("/v1/runs/{run_id}", dependencies=v1)
+    async def read_run(request: Request, run_id: str) -> dict[str, Any]:
+        return state.run_json(get_run(run_id), base(request))
+
+    @api.post("/v1/runs/{run_id}/cancel", dependencies=v1)
+    async def cancel_run(run_id: str) -> None:
+        run = get_run(run_id, "Run not found {}")
+        with state.lock:
+            run.lifecycle.cancel_requests += 1
+            current = run.lifecycle.state_at(state.now())
+            if current.is_terminal:
+                raise SkyvernHTTPException(
+                    400, f"Invalid task status transition from {current.status} to canceled for {run_id}"
+                )
+            run.lifecycle.canceled_at = state.now()
+
+    @api.get("/v1/runs/{run_id}/timeline", dependencies=v1)
+    async def timeline(run_id: str) -> list[dict[str, Any]]:
+        run = get_run(run_id, "Run not found {}")
+        if run.run_type not in ("task_v2", "workflow_run"):
+            raise SkyvernHTTPException(400, f"Timeline not available for run type {run.run_type}")
+        current = run.lifecycle.state_at(state.now())
+        stamp = iso(current.started_at or run.lifecycle.created)
+        thoughts: list[dict[str, Any]] = [
+            {
+                "type": "thought",
+                "thought": {
+                    "thought_id": f"ot_{run.number}{step}",
+                    "task_id": run.run_id,
+                    "organization_id": "o_emulator",
+                    "thought": f"Step {step}: looking at the page",
+                    "created_at": stamp,
+                    "modified_at": stamp,
+                },
+                "block": None,
+                "children": [],
+                "created_at": stamp,
+                "modified_at": stamp,
+            }
+            for step in range(1, current.step_count + 1)
+        ]
+        block = {
+            "workflow_run_block_id": f"wrb_{run.number}",
+            "workflow_run_id": run.run_id,
+            "organization_id": "o_emulator",
+            "block_type": "task_v2" if run.run_type == "task_v2" else "task",
+            "label": "emulated_block",
+            "status": current.status,
+            "created_at": stamp,
+            "modified_at": stamp,
+        }
+        return [
+            {
+                "type": "block",
+                "block": block,
+                "thought": None,
+                "children": thoughts,
+                "created_at": stamp,
+                "modified_at": stamp,
+            }
+        ]
+
+    @api.get("/v1/runs/{run_id}/artifacts", dependencies=v1)
+    async def run_artifacts(
+        request: Request, run_id: str, artifact_type: Annotated[list[str] | None, Query()] = None
+    ) -> list[dict[str, Any]]:
+        run = get_run(run_id, "Run not found {}")
+        wanted = set(artifact_type or [])
+        return [
+            state.artifact_json(run, f, base(request))
+            for f in state.artifacts(run)
+            if not wanted or f.artifact_type in wanted
+        ]
+
+    @api.get("/v1/artifacts/{artifact_id}", dependencies=v1)
+    async def artifact(request: Request, artifact_id: str) -> dict[str, Any]:
+        found = state.find_artifact(artifact_id)
+        if found is None:
+            raise SkyvernHTTPException(404, f"Artifact not found {artifact_id}")
+        return state.artifact_json(*found, base(request))
+
+    @api.post("/v1/runs/{run_id}/retry_webhook", dependencies=v1)
+    async def retry_webhook(
+        run_id: str, request: Request, body: Annotated[dict[str, Any] | None, Body()] = None
+    ) -> dict[str, Any]:
+        run = get_run(run_id, "Run not found {}")
+        if not run.lifecycle.state_at(state.now()).is_terminal:
+            raise SkyvernHTTPException(400, f"Run {run_id} is not in a terminal status yet.")
+        default_url = run.request.get("webhook_url")
+        target = (body or {}).get("webhook_url") or default_url
+        if not target:
+            raise SkyvernHTTPException(400, "No webhook URL configured for the run.")
+        return await _deliver_webhook(state, run, base(request), default_url, str(target))
+
+    @api.get("/v1/runs", dependencies=v1)
+    async def list_runs(
+        page: Annotated[int, Query(ge=1, le=100)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=100)] = 10,
+        status: Annotated[list[str] | None, Query()] = None,
+        run_type: Annotated[list[str] | None, Query()] = None,
+        search_key: Annotated[str | None, Query()] = None,
+    ) -> list[dict[str, Any]]:
+        needle = (search_key or "").lower()
+        items = [state.list_item(run) for run in reversed(state.runs.values()) if needle in run.searchable()]
+        items = [
+            item
+            for item in items
+            if (not status or item["status"] in status)
+            and (not run_type or item["task_run_type"] in run_type)
+        ]
+        return items[(page - 1) * page_size : page * page_size]
+
+    @api.post("/v1/browser_sessions", dependencies=v1)
+    async def create_session(
+        request: Request, body: Annotated[dict[str, Any] | None, Body()] = None
+    ) -> dict[str, Any]:
+        _check_enums(body or {})
+        wanted: CreateBrowserSessionRequest = _parse(CreateBrowserSessionRequest, body or {})
+        minutes, warning = wanted.timeout or 60, None
+        if minutes > MAX_SESSION_MINUTES:
+            minutes, warning = MAX_SESSION_MINUTES, f"timeout capped at {MAX_SESSION_MINUTES} minutes"
+        with state.lock:
+            session = BrowserSessionRecord(
+                state.new_id("pbs"), state.now(), minutes, wanted.to_wire(), warning=warning
+            )
+            state.sessions[session.browser_session_id] = session
+        return state.session_json(session, base(request))
+
+    def get_session(browser_session_id: str) -> BrowserSessionRecord:
+        session = state.sessions.get(browser_session_id)
+        if session is None:
+            raise SkyvernHTTPException(404, f"Browser session {browser_session_id} not found")
+        return session
+
+    @api.get("/v1/browser_sessions", dependencies=v1)
+    async def list_sessions(request: Request) -> list[dict[str, Any]]:
+        return [state.session_json(s, base(request)) for s in state.sessions.values()]
+
+    @api.get("/v1/browser_sessions/{browser_session_id}", dependencies=v1)
+    async def read_session(request: Request, browser_session_id: str) -> dict[str, Any]:
+        return state.session_json(get_session(browser_session_id), base(request))
+
+    @api.post("/v1/browser_sessions/{browser_session_id}/close", dependencies=v1)
+    async def close_session(browser_session_id: str) -> dict[str, str]:
+        session = get_session(browser_session_id)
+        with state.lock:
+            session.closed = session.closed or state.now()
+        return {"message": "Browser session closed"}
+
+    # ---- files, the run page, and the controls ----------------------------------------------------------
+
+    @api.get("/_emulator/files/{artifact_id}/{filename}")
+    async def file(artifact_id: str, filename: str, expires: int = 0, sig: str = "") -> Response:
+        found = state.find_artifact(artifact_id)
+        if found is None or found[1].filename != filename:
+            raise SkyvernHTTPException(404, f"Artifact not found {artifact_id}")
+        if not state.signature_ok(artifact_id, expires, sig):
+            raise SkyvernHTTPException(403, "Invalid or expired signed URL")
+        return Response(found[1].content, media_type=found[1].media_type)
+
+    @api.get("/runs/{run_id}", response_class=HTMLResponse)
+    async def run_page(request: Request, run_id: str) -> str:
+        """What ``app_url`` opens: the emulator's stand-in for Skyvern's run page."""
+        run = get_run(run_id)
+        body = state.run_json(run, base(request))
+        rows = "".join(
+            f"<tr><th>{html.escape(key)}</th><td><pre>{html.escape(json.dumps(body[key], indent=2))}</pre></td></tr>"
+            for key in (
+                "status",
+                "step_count",
+                "failure_reason",
+                "output",
+                "recording_url",
+                "screenshot_urls",
+                "downloaded_files",
+            )
+        )
+        return (
+            f"<!doctype html><html><head><title>Skyvern run {html.escape(run_id)}</title></head><body>"
+            f"<h1>Skyvern run {html.escape(run_id)} (emulated)</h1><table>{rows}</table></body></html>"
+        )
+
+    @api.get("/_emulator/runs")
+    async def emulator_runs() -> dict[str, Any]:
+        """Every run created, oldest first: what tests count duplicates and cancels with."""
+        runs = []
+        for run in state.runs.values():
+            current = run.lifecycle.state_at(state.now())
+            runs.append(
+                {
+                    "run_id": run.run_id,
+                    "run_type": run.run_type,
+                    "status": current.status,
+                    "step_count": current.step_count,
+                    "title": run.request.get("title"),
+                    "outcome": run.lifecycle.plan.outcome,
+                    "cancel_requests": run.lifecycle.cancel_requests,
+                    "created_at": iso(run.lifecycle.created),
+                    "request": run.request,
+                }
+            )
+        return {"runs": runs}
+
+    @api.get("/_emulator/requests")
+    async def emulator_requests() -> dict[str, Any]:
+        return {"requests": list(state.requests)}
+
+    @api.get("/_emulator/faults")
+    async def list_faults() -> dict[str, Any]:
+        return {"faults": [rule.model_dump() for rule in state.faults.active()]}
+
+    @api.post("/_emulator/faults")
+    async def add_faults(rules: list[FaultRule]) -> dict[str, Any]:
+        state.faults.add(rules)
+        return {"faults": [rule.model_dump() for rule in state.faults.active()]}
+
+    @api.delete("/_emulator/faults")
+    async def clear_faults() -> dict[str, Any]:
+        state.faults.clear()
+        return {"faults": []}
+
+    @api.post("/_emulator/reset")
+    async def reset() -> dict[str, str]:
+        state.reset()
+        return {"message": "emulator reset"}
+
+    def on_fault(method: str, path: str, what: str) -> None:
+        state.log_request(method, path, f"fault: {what}")
+
+    return FaultMiddleware(api, state.faults, on_fault), state
+
+
+async def _deliver_webhook(
+    state: EmulatorState, run: EmulatedRun, base_url: str, default_url: str | None, target: str
+) -> dict[str, Any]:
+    """One signed delivery, reported like Skyvern's replay endpoint (API.md §6)."""
+    payload = json.dumps(state.run_json(run, base_url), separators=(",", ":"), ensure_ascii=False)
+    signature = hmac.new(state.settings.api_key.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    headers = {
+        "x-skyvern-signature": signature,
+        "x-skyvern-timestamp": str(int(state.now())),
+        "content-type": "application/json",
+    }
+    result: dict[str, Any] = {
+        "run_id": run.run_id,
+        "run_type": run.run_type,
+        "default_webhook_url": default_url,
+        "target_webhook_url": target,
+        "payload": payload,
+        "headers": headers,
+        "status_code": None,
+        "latency_ms": None,
+        "response_body": None,
+        "error": None,
+    }
+    started = time.monotonic()
+    try:
+        async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_SECONDS, follow_redirects=False) as client:
+            response = await client.post(target, content=payload, headers=headers)
+    except httpx.HTTPError as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    else:
+        result["status_code"] = response.status_code
+        result["response_body"] = response.text[:2048]
+    result["latency_ms"] = int((time.monotonic() - started) * 1000)
+    return result

@@ -1,0 +1,75 @@
+"""Running the emulator: in a background thread (tests, users' own DAG tests) or as a process (CLI)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from types import TracebackType
+
+import httpx
+import uvicorn
+
+from airflow_provider_skyvern.emulator.app import create_app
+from airflow_provider_skyvern.emulator.state import EmulatorSettings, EmulatorState
+
+LOOPBACK = "127.0.0.1"
+
+
+class EmulatorServer:
+    """
+    The emulator on 127.0.0.1 in a daemon thread; use as a context manager.
+
+    ``base_url`` and ``api_key`` are what a Skyvern connection needs; ``state`` is the live emulator
+    (runs, request log, faults) for assertions; ``control`` is an HTTP client for ``/_emulator``.
+    """
+
+    def __init__(self, settings: EmulatorSettings | None = None, port: int = 0) -> None:
+        self.settings = settings or EmulatorSettings()
+        app, self.state = create_app(self.settings)
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((LOOPBACK, port))
+        self.port = int(self._socket.getsockname()[1])
+        self.base_url = f"http://{LOOPBACK}:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, name="skyvern-emulator", daemon=True
+        )
+        self.control = httpx.Client(base_url=self.base_url, timeout=10.0)
+
+    @property
+    def api_key(self) -> str:
+        return self.settings.api_key
+
+    def connection_json(self) -> str:
+        """``AIRFLOW_CONN_SKYVERN_DEFAULT`` pointing at this emulator."""
+        return json.dumps({"conn_type": "skyvern", "host": self.base_url, "password": self.api_key})
+
+    def start(self, timeout: float = 10.0) -> EmulatorServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"Skyvern emulator did not start on {self.base_url}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.control.close()
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+__all__ = ["EmulatorServer", "EmulatorSettings", "EmulatorState"]

@@ -1,0 +1,326 @@
+"""The emulator's memory: runs, browser sessions, the request log, and the JSON Skyvern would send for them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_skyvern.emulator.content import (
+    invoice_pdf,
+    output_csv,
+    recording_webm,
+    sample_output,
+    screenshot_png,
+)
+from airflow_provider_skyvern.emulator.faults import Faults
+from airflow_provider_skyvern.emulator.lifecycle import FAILURE_REASONS, Lifecycle, RunState, iso
+
+ORGANIZATION_ID = "o_emulator"
+FIRST_ID = 495_000_000_000_000_000  # Skyvern ids are <prefix>_<64-bit int>
+# Presigned URL lifetimes of the real server (API.md §9): sensitive types 1 h, others 24 h.
+SENSITIVE_URL_SECONDS = 3600
+DEFAULT_URL_SECONDS = 24 * 3600
+RUN_TYPE_BY_ENGINE = {
+    "skyvern-1.0": "task_v1",
+    "skyvern-2.0": "task_v2",
+    "skyvern-3.0": "task_v3",
+    "openai-cua": "openai_cua",
+    "anthropic-cua": "anthropic_cua",
+    "ui-tars": "ui_tars",
+    "yutori-navigator": "yutori_navigator",
+}
+
+
+@dataclass(frozen=True)
+class EmulatorSettings:
+    api_key: str = "emulator-key"
+    run_seconds: float = 10.0
+    """How long a run takes unless its ``[emulator seconds=N]`` directive says otherwise."""
+    seed: int = 0
+    clock: Callable[[], float] = time.time
+
+
+@dataclass
+class EmulatedRun:
+    run_id: str
+    run_type: str
+    request: dict[str, Any]
+    lifecycle: Lifecycle
+
+    @property
+    def number(self) -> int:
+        return int(self.run_id.rsplit("_", 1)[1])
+
+    @property
+    def is_workflow(self) -> bool:
+        return self.run_type == "workflow_run"
+
+    def searchable(self) -> str:
+        keys = ("title", "url", "prompt", "workflow_id", "webhook_url", "parameters")
+        return " ".join([self.run_id, *(str(self.request.get(key) or "") for key in keys)]).lower()
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    artifact_id: str
+    artifact_type: str
+    filename: str
+    media_type: str
+    content: bytes
+    url_seconds: int
+
+
+@dataclass
+class BrowserSessionRecord:
+    browser_session_id: str
+    created: float
+    timeout: int
+    request: dict[str, Any]
+    closed: float | None = None
+    warning: str | None = None
+
+
+@dataclass
+class EmulatorState:
+    settings: EmulatorSettings
+    runs: dict[str, EmulatedRun] = field(default_factory=dict)
+    sessions: dict[str, BrowserSessionRecord] = field(default_factory=dict)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    faults: Faults = field(init=False)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(FIRST_ID + 1))
+    _url_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+
+    def __post_init__(self) -> None:
+        self.faults = Faults(self.settings.seed)
+
+    def now(self) -> float:
+        return self.settings.clock()
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}_{next(self._ids)}"
+
+    def reset(self) -> None:
+        with self.lock:
+            self.runs.clear()
+            self.sessions.clear()
+            self.requests.clear()
+            self.faults.clear()
+
+    def log_request(self, method: str, path: str, status: int | str) -> None:
+        with self.lock:
+            self.requests.append({"method": method, "path": path, "status": status, "at": iso(self.now())})
+
+    # ---- runs as Skyvern returns them ---------------------------------------------------------------
+
+    def run_json(self, run: EmulatedRun, base_url: str) -> dict[str, Any]:
+        state = run.lifecycle.state_at(self.now())
+        files = self.artifacts(run, state)
+        failure = self._failure_reason(run, state)
+        body: dict[str, Any] = {
+            "run_id": run.run_id,
+            "run_type": run.run_type,
+            "status": state.status,
+            "output": self._output(run, state),
+            "downloaded_files": [self._file_info(f, base_url) for f in files if f.artifact_type == "download"]
+            or None,
+            "recording_url": next(
+                (self.signed_url(f, base_url) for f in files if f.artifact_type == "recording"), None
+            ),
+            "recording_archived": False,
+            "screenshot_urls": [
+                self.signed_url(f, base_url) for f in files if f.artifact_type == "screenshot_final"
+            ]
+            or None,
+            "failure_reason": failure,
+            "errors": self._errors(run, state),
+            "created_at": iso(run.lifecycle.created),
+            "modified_at": iso(
+                state.finished_at or state.started_at or state.queued_at or run.lifecycle.created
+            ),
+            "queued_at": iso(state.queued_at),
+            "started_at": iso(state.started_at),
+            "finished_at": iso(state.finished_at),
+            "app_url": f"{base_url}/runs/{run.run_id}",
+            "browser_session_id": run.request.get("browser_session_id"),
+            "browser_profile_id": None,
+            "max_screenshot_scrolls": run.request.get("max_screenshot_scrolls"),
+            "script_run": None,
+            "step_count": state.step_count,
+            "run_request": run.request,
+        }
+        if run.is_workflow:
+            body.update(
+                run_with=run.request.get("run_with") or "agent",
+                ai_fallback=run.request.get("ai_fallback"),
+                script_id=None,
+                attempt=1,
+                retry_pending=False,
+                next_attempt_at=None,
+            )
+        return body
+
+    def list_item(self, run: EmulatedRun) -> dict[str, Any]:
+        state = run.lifecycle.state_at(self.now())
+        return {
+            "task_run_id": run.run_id,
+            "run_id": run.run_id,
+            "task_run_type": run.run_type,
+            "status": state.status,
+            "title": run.request.get("title"),
+            "started_at": iso(state.started_at),
+            "finished_at": iso(state.finished_at),
+            "created_at": iso(run.lifecycle.created),
+            "workflow_permanent_id": run.request.get("workflow_id"),
+            "workflow_deleted": False,
+            "script_run": False,
+            "trigger_type": "api",
+        }
+
+    def _output(self, run: EmulatedRun, state: RunState) -> Any:
+        if state.status != "completed":
+            return None
+        extracted = sample_output(
+            run.request.get("data_extraction_schema"), str(run.request.get("prompt", "")), run.run_id
+        )
+        if run.is_workflow:
+            return {
+                "extraction_output": {"extracted_information": extracted},
+                "extracted_information": [extracted],
+            }
+        return extracted
+
+    def _failure_reason(self, run: EmulatedRun, state: RunState) -> str | None:
+        if state.status == "canceled" and run.lifecycle.canceled_at is not None:
+            return "Run canceled by the user"
+        template = FAILURE_REASONS.get(state.status)
+        if template is None:
+            return None
+        mapping = run.request.get("error_code_mapping") or {}
+        if state.status == "failed" and mapping:
+            return str(next(iter(mapping.values())))
+        return template.format(steps=state.step_count)
+
+    def _errors(self, run: EmulatedRun, state: RunState) -> list[dict[str, Any]]:
+        mapping = run.request.get("error_code_mapping") or {}
+        if state.status != "failed" or not mapping:
+            return []
+        code, reasoning = next(iter(mapping.items()))
+        return [{"error_code": code, "reasoning": reasoning, "confidence_float": 0.9}]
+
+    # ---- artifacts ------------------------------------------------------------------------------------
+
+    def artifacts(self, run: EmulatedRun, state: RunState | None = None) -> list[ArtifactFile]:
+        """The files of a run that has ended after starting: recording, 2 final screenshots, a download."""
+        state = state or run.lifecycle.state_at(self.now())
+        if not state.is_terminal or state.started_at is None:
+            return []
+        number = run.number * 10
+        files = [
+            ArtifactFile(
+                f"a_{number + 1}",
+                "recording",
+                "recording.webm",
+                "video/webm",
+                recording_webm(),
+                SENSITIVE_URL_SECONDS,
+            ),
+            *(
+                ArtifactFile(
+                    f"a_{number + k}",
+                    "screenshot_final",
+                    f"screenshot_{k - 1}.png",
+                    "image/png",
+                    screenshot_png(f"{run.run_id}/{k}"),
+                    SENSITIVE_URL_SECONDS,
+                )
+                for k in (2, 3)
+            ),
+        ]
+        if state.status == "completed":
+            prompt = str(run.request.get("prompt", "")).lower()
+            if "invoice" in prompt or "download" in prompt:
+                download = ("invoice.pdf", "application/pdf", invoice_pdf(run.run_id))
+            else:
+                download = ("extracted.csv", "text/csv", output_csv(self._output(run, state)))
+            files.append(ArtifactFile(f"a_{number + 4}", "download", *download, DEFAULT_URL_SECONDS))
+        return files
+
+    def find_artifact(self, artifact_id: str) -> tuple[EmulatedRun, ArtifactFile] | None:
+        try:
+            number = int(artifact_id.removeprefix("a_"))
+        except ValueError:
+            return None
+        run = next((r for r in self.runs.values() if r.number == number // 10), None)
+        if run is None:
+            return None
+        found = next((f for f in self.artifacts(run) if f.artifact_id == artifact_id), None)
+        return (run, found) if found else None
+
+    def artifact_json(self, run: EmulatedRun, file: ArtifactFile, base_url: str) -> dict[str, Any]:
+        finished = iso(run.lifecycle.state_at(self.now()).finished_at)
+        return {
+            "artifact_id": file.artifact_id,
+            "artifact_type": file.artifact_type,
+            "uri": f"file:///emulator/{run.run_id}/{file.filename}",
+            "organization_id": ORGANIZATION_ID,
+            "created_at": finished,
+            "modified_at": finished,
+            "run_id": run.run_id,
+            "task_id": None if run.is_workflow else run.run_id,
+            "workflow_run_id": run.run_id if run.is_workflow else None,
+            "checksum": hashlib.sha256(file.content).hexdigest(),
+            "file_size": len(file.content),
+            "signed_url": self.signed_url(file, base_url),
+            "archived": False,
+        }
+
+    def _file_info(self, file: ArtifactFile, base_url: str) -> dict[str, Any]:
+        return {
+            "url": self.signed_url(file, base_url),
+            "checksum": hashlib.sha256(file.content).hexdigest(),
+            "filename": file.filename,
+            "file_size": len(file.content),
+            "artifact_id": file.artifact_id,
+        }
+
+    def signed_url(self, file: ArtifactFile, base_url: str) -> str:
+        """A fresh presigned URL on every read, as Skyvern mints them; it expires like the real ones."""
+        expires = int(self.now()) + file.url_seconds
+        return f"{base_url}/_emulator/files/{file.artifact_id}/{file.filename}?expires={expires}&sig={self._sign(file.artifact_id, expires)}"
+
+    def signature_ok(self, artifact_id: str, expires: int, sig: str) -> bool:
+        return hmac.compare_digest(self._sign(artifact_id, expires), sig) and expires >= self.now()
+
+    def _sign(self, artifact_id: str, expires: int) -> str:
+        return hmac.new(self._url_key, f"{artifact_id}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    # ---- browser sessions -----------------------------------------------------------------------------
+
+    def session_json(self, session: BrowserSessionRecord, base_url: str) -> dict[str, Any]:
+        expired = self.now() >= session.created + session.timeout * 60
+        status = "completed" if session.closed is not None else "timeout" if expired else "running"
+        ws_base = base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        return {
+            "browser_session_id": session.browser_session_id,
+            "organization_id": ORGANIZATION_ID,
+            "status": status,
+            "timeout": session.timeout,
+            "browser_address": f"{ws_base}/_emulator/cdp/{session.browser_session_id}",
+            "app_url": f"{base_url}/browser-sessions/{session.browser_session_id}",
+            "browser_type": session.request.get("browser_type"),
+            "extensions": session.request.get("extensions"),
+            "browser_profile_id": session.request.get("browser_profile_id"),
+            "created_at": iso(session.created),
+            "modified_at": iso(session.closed or session.created),
+            "started_at": iso(session.created),
+            "completed_at": iso(session.closed),
+            "warning": session.warning,
+        }

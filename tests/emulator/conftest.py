@@ -1,0 +1,47 @@
+"""An in-process emulator on a fake clock, and a SkyvernHook connected to it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_provider_skyvern.emulator.server import EmulatorServer, EmulatorSettings
+from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
+from tests.conftest import set_connection
+
+RUN_SECONDS = 10.0
+
+
+class FakeClock:
+    """Emulated time: runs advance only when a test says so."""
+
+    def __init__(self, now: float = 1_795_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def emulator(clock: FakeClock) -> Iterator[EmulatorServer]:
+    with EmulatorServer(
+        EmulatorSettings(api_key="emu-SECRET-key", run_seconds=RUN_SECONDS, clock=clock)
+    ) as server:
+        yield server
+
+
+@pytest.fixture
+def hook(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SkyvernHook]:
+    set_connection(monkeypatch, host=emulator.base_url, password=emulator.api_key, extra={"max_retries": 3})
+    monkeypatch.setattr(SkyvernHook, "_sleep", lambda self, seconds: None)
+    with SkyvernHook() as skyvern_hook:
+        yield skyvern_hook
