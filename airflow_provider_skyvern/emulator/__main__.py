@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import socket
 import sys
 
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Skyvern emulator listening on http://{LOOPBACK}:{port} (runs take {args.run_seconds:g}s)",
         flush=True,
     )
-    server.run(sockets=[sock])
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it handled by shutting down
+        server.run(sockets=[sock])
     return 0
 
 

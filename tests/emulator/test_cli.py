@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ def test_the_command_serves_until_interrupted() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     argv = [sys.executable, "-m", "airflow_provider_skyvern.emulator", "--port", str(port), "--api-key", "k1"]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
@@ -22,11 +23,13 @@ def test_the_command_serves_until_interrupted() -> None:
             f"http://127.0.0.1:{port}/v1/run/tasks", json={"prompt": "p"}, headers={"x-api-key": "k1"}
         )
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=10)
 
     assert line.startswith(f"Skyvern emulator listening on http://127.0.0.1:{port}")
     assert "k1" not in line
+    assert process.returncode == 0
+    assert "Traceback" not in stderr
     assert answer.status_code == 200
     assert answer.json()["run_id"].startswith("tsk_")
 
