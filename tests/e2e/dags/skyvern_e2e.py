@@ -1,0 +1,34 @@
+"""DAGs only the e2e tests trigger: a run the emulator fails, and one that runs long enough to be killed.
+
+The ``[emulator ...]`` directive in the prompt picks the emulator's outcome and duration.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+
+COMMON = {"schedule": None, "start_date": datetime(2026, 1, 1), "catchup": False, "tags": ["skyvern", "e2e"]}
+
+with DAG(dag_id="skyvern_e2e_failure", **COMMON):
+    SkyvernRunTaskOperator(
+        task_id="find_invoice",
+        prompt="Download the latest invoice [emulator outcome=failed seconds=10]",
+        url="https://example.com/billing",
+        deferrable=True,
+        poll_interval=1,
+        retries=0,
+    )
+
+with DAG(dag_id="skyvern_e2e_cancel", **COMMON):
+    SkyvernRunTaskOperator(
+        task_id="crawl_forever",
+        prompt="Read every page of the archive [emulator seconds=600]",
+        url="https://example.com/archive",
+        deferrable=True,
+        poll_interval=1,
+        retries=0,
+    )

@@ -1,0 +1,140 @@
+"""The provider on a real Airflow (scheduler, triggerer, REST API) against the Skyvern emulator."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from airflow_harness import Stack, poll_until
+
+from .scenario import CANCEL, EXAMPLE_DAG_IDS, EXTRACTION, FAILURE, FAN_OUT, Observed
+
+pytestmark = pytest.mark.e2e
+
+
+def _xcom_run_id(stack: Stack, observed: Observed, dag_task: tuple[str, str], map_index: int = -1) -> str:
+    dag_id, task_id = dag_task
+    return str(stack.airflow.xcom(dag_id, observed.run_id(dag_task), task_id, "run_id", map_index))
+
+
+def test_example_dags_parse_without_import_errors(stack: Stack) -> None:
+    # "Healthy" does not mean parsed: on its own (-k, or first in the session) this test would race the
+    # dag processor. wait_for_dag fails at once on any import error, and the assertions below still hold.
+    for dag_id in sorted(EXAMPLE_DAG_IDS):
+        stack.airflow.wait_for_dag(dag_id)
+    body = stack.airflow.call("GET", "/importErrors")
+    dag_ids = {dag["dag_id"] for dag in stack.airflow.call("GET", "/dags")["dags"]}
+    assert body["total_entries"] == 0, body["import_errors"]
+    assert dag_ids >= EXAMPLE_DAG_IDS
+
+
+def test_extraction_waits_deferred_then_succeeds(observed: Observed) -> None:
+    states = observed.states(EXTRACTION)
+    assert "deferred" in states, states
+    assert states[-1] == "success"
+    assert states.index("deferred") < states.index("success")
+
+
+def test_return_value_is_the_output_the_emulator_produced(stack: Stack, observed: Observed) -> None:
+    assert stack.emulator is not None
+    dag_id, task_id = EXTRACTION
+    run = stack.emulator.run(_xcom_run_id(stack, observed, EXTRACTION))
+    returned = stack.airflow.xcom(dag_id, observed.run_id(EXTRACTION), task_id)
+    saved_rows = stack.airflow.xcom(dag_id, observed.run_id(EXTRACTION), "save_products")
+    assert run["status"] == "completed"
+    assert returned == run["output"]
+    assert saved_rows == len(run["output"]) > 0
+    assert set(run["output"][0]) >= {"name", "price"}  # shaped by the DAG's data_extraction_schema
+
+
+def test_artifact_urls_in_xcom_are_the_runs(stack: Stack, observed: Observed) -> None:
+    """Skyvern mints a fresh presigned URL (new ``expires``/``sig``) on every read, so the URLs in XCom
+    are compared with the run's by the file they point to, and must themselves still download."""
+    assert stack.emulator is not None
+    emulator = stack.emulator
+    dag_id, task_id = EXTRACTION
+    run = emulator.run(_xcom_run_id(stack, observed, EXTRACTION))
+    pushed = {
+        key: stack.airflow.xcom(dag_id, observed.run_id(EXTRACTION), task_id, key)
+        for key in ("recording_url", "screenshot_urls", "step_count")
+    }
+    assert pushed["step_count"] == run["step_count"]
+    assert _unsigned(pushed["recording_url"]) == _unsigned(run["recording_url"])
+    assert [_unsigned(url) for url in pushed["screenshot_urls"]] == [
+        _unsigned(url) for url in run["screenshot_urls"]
+    ]
+    for url in [pushed["recording_url"], *pushed["screenshot_urls"]]:
+        response = emulator.http.get(url)
+        assert response.status_code == 200, (url, response.text)
+        assert response.content
+
+
+def test_trigger_progress_lines_are_in_the_task_log(stack: Stack, observed: Observed) -> None:
+    dag_id, task_id = EXTRACTION
+    skyvern_run_id = _xcom_run_id(stack, observed, EXTRACTION)
+    log = stack.airflow.task_log(dag_id, observed.run_id(EXTRACTION), task_id)
+    assert f"Skyvern run {skyvern_run_id}: running" in log
+    assert f"Skyvern run {skyvern_run_id}: completed" in log
+
+
+def test_extra_link_resolves_to_the_runs_app_url(stack: Stack, observed: Observed) -> None:
+    assert stack.emulator is not None
+    dag_id, task_id = EXTRACTION
+    run = stack.emulator.run(_xcom_run_id(stack, observed, EXTRACTION))
+    links = stack.airflow.extra_links(dag_id, observed.run_id(EXTRACTION), task_id)
+    assert run["app_url"].startswith(stack.emulator.base_url)
+    assert links == {"Skyvern run": run["app_url"]}
+
+
+def test_fan_out_starts_one_run_per_url(stack: Stack, observed: Observed) -> None:
+    assert stack.emulator is not None
+    mapped = [
+        label for (dag_id, _, label) in observed.recorder.history if dag_id == FAN_OUT[0] and "[" in label
+    ]
+    run_ids = {_xcom_run_id(stack, observed, FAN_OUT, index) for index in range(len(mapped))}
+    outputs = [stack.emulator.run(run_id)["output"] for run_id in run_ids]
+    cheapest = stack.airflow.xcom(FAN_OUT[0], observed.run_id(FAN_OUT), "cheapest_overall")
+    assert len(mapped) == 3
+    assert all(observed.states(FAN_OUT, label)[-1] == "success" for label in mapped)
+    assert len(run_ids) == 3
+    assert cheapest == min(outputs, key=lambda product: product["price"])
+
+
+def test_failed_run_fails_the_task_with_skyverns_reason(stack: Stack, observed: Observed) -> None:
+    assert stack.emulator is not None
+    dag_id, task_id = FAILURE
+    run = stack.emulator.run(_xcom_run_id(stack, observed, FAILURE))
+    log = stack.airflow.task_log(dag_id, observed.run_id(FAILURE), task_id)
+    assert run["status"] == "failed"
+    assert run["failure_reason"]
+    assert observed.states(FAILURE)[-1] == "failed"
+    assert run["failure_reason"] in log
+
+
+def test_marking_a_deferred_task_failed_cancels_the_remote_run(stack: Stack, observed: Observed) -> None:
+    assert stack.emulator is not None
+    emulator = stack.emulator
+    dag_id, task_id = CANCEL
+    skyvern_run_id = _xcom_run_id(stack, observed, CANCEL)
+    assert observed.states(CANCEL)[-1] == "deferred"
+    assert _cancel_requests(emulator.runs(), skyvern_run_id) == 0
+
+    stack.airflow.set_task_state(dag_id, observed.run_id(CANCEL), task_id, "failed")
+
+    poll_until(
+        lambda: True if _cancel_requests(emulator.runs(), skyvern_run_id) >= 1 else None,
+        timeout=60,
+        what=f"the emulator to record a cancel request for {skyvern_run_id}",
+    )
+    assert stack.airflow.task_instance(dag_id, observed.run_id(CANCEL), task_id)["state"] == "failed"
+
+
+def _unsigned(url: str) -> str:
+    """A presigned URL without its query (expiry and signature): which file it names."""
+    return urlsplit(url)._replace(query="").geturl()
+
+
+def _cancel_requests(runs: list[dict[str, Any]], run_id: str) -> int:
+    (run,) = [run for run in runs if run["run_id"] == run_id]
+    return int(run.get("cancel_requests", 0))
