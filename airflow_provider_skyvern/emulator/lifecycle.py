@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal, get_args
 
+from airflow_provider_skyvern.models import RunStatus
+
 Outcome = Literal["completed", "failed", "terminated", "timed_out", "canceled", "paused", "slow"]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
 DIRECTIVE_KEYS = ("outcome", "seconds", "steps")
@@ -93,7 +95,7 @@ class RunState:
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in ("completed", "failed", "terminated", "timed_out", "canceled")
+        return RunStatus(self.status).is_terminal
 
 
 @dataclass
