@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
+
+DAG_RUN_START = datetime(2026, 11, 30, 0, 0, 1, 123456, tzinfo=timezone.utc)
 
 
 class FakeTaskInstance:
@@ -12,9 +16,13 @@ class FakeTaskInstance:
         task_id: str = "extract",
         run_id: str = "manual__1",
         map_index: int = -1,
+        *,
+        try_number: int = 1,
+        max_tries: int = 0,
     ) -> None:
         self.dag_id, self.task_id, self.run_id, self.map_index = dag_id, task_id, run_id, map_index
-        self.try_number = 1
+        self.try_number = try_number
+        self.max_tries = max_tries  # retries; a clear raises it
         self.xcoms: dict[str, Any] = {}
 
     def xcom_push(self, key: str, value: Any) -> None:
@@ -40,8 +48,15 @@ class FakeStateStore:
         self.values.pop(key, None)
 
 
-def make_context(store: FakeStateStore | None = None, ti: FakeTaskInstance | None = None) -> dict[str, Any]:
-    context: dict[str, Any] = {"ti": ti or FakeTaskInstance()}
+def make_context(
+    store: FakeStateStore | None = None,
+    ti: FakeTaskInstance | None = None,
+    dag_run_start: datetime = DAG_RUN_START,
+) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "ti": ti or FakeTaskInstance(),
+        "dag_run": SimpleNamespace(start_date=dag_run_start),
+    }
     if store is not None:
         context["task_state_store"] = store
     return context

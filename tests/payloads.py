@@ -57,14 +57,21 @@ def webhook_replay(run_id: str) -> dict[str, Any]:
     return {"run_id": run_id, "run_type": "task_v2", "payload": "{}", "headers": {}, "status_code": 200}
 
 
-def run_list_item(run_id: str, status: str = "running", title: str | None = None) -> dict[str, Any]:
+def run_list_item(
+    run_id: str,
+    status: str = "running",
+    title: str | None = None,
+    *,
+    run_type: str = "task_v2",
+    created_at: str = NOW,
+) -> dict[str, Any]:
     return {
-        "task_run_id": run_id,
+        "task_run_id": f"tr_{run_id}",
         "run_id": run_id,
-        "task_run_type": "task_v2",
+        "task_run_type": run_type,
         "status": status,
         "title": title,
-        "created_at": NOW,
+        "created_at": created_at,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from tests.operator_support import FakeStateStore, FakeTaskInstance, make_contex
 from tests.payloads import run_list_item, task_run
 
 pytestmark = pytest.mark.usefixtures("skyvern_conn", "no_waits")
-TAG = run_tag(FakeTaskInstance())
+TAG = run_tag(make_context())
 SCHEMA = {
     "type": "array",
     "items": {
@@ -142,7 +143,7 @@ def test_every_parameter_reaches_the_wire_and_the_task_defers(skyvern: respx.Moc
     assert deferred.value.timeout is None
     ti = context["ti"]
     assert ti.xcoms == {"run_id": "tsk_v2_1", "app_url": "https://app.skyvern.com/runs/tsk_v2_1"}
-    assert context["task_state_store"].values == {STATE_KEY: "tsk_v2_1"}
+    assert context["task_state_store"].values[STATE_KEY]["run_id"] == "tsk_v2_1"
     assert API_KEY not in repr(trigger.serialize())
 
 
@@ -160,12 +161,6 @@ def test_default_title_is_tagged_and_reattach_false_leaves_the_request_alone(
         operator(reattach=False).execute(make_context())
     assert "title" not in posted(post)
     assert list_route.call_count == calls_before
-
-
-def test_mapped_instances_get_different_tags() -> None:
-    assert run_tag(FakeTaskInstance(map_index=0)) != run_tag(FakeTaskInstance(map_index=1))
-    assert run_tag(FakeTaskInstance()) != run_tag(FakeTaskInstance(run_id="manual__2"))
-    assert run_tag(FakeTaskInstance()) == TAG
 
 
 def test_templated_values_are_checked_after_rendering(skyvern: respx.MockRouter) -> None:
@@ -192,7 +187,7 @@ def event(kind: str, status: str | None = None, message: str | None = None) -> d
 
 
 def deferred_context(store: FakeStateStore | None = None) -> dict[str, Any]:
-    context = make_context(store or FakeStateStore(**{STATE_KEY: "tsk_v2_1"}))
+    context = make_context(store or FakeStateStore(**{STATE_KEY: {"run_id": "tsk_v2_1"}}))
     context["ti"].xcom_push("run_id", "tsk_v2_1")
     return context
 
@@ -295,14 +290,35 @@ def test_deadline_still_fails_when_the_cancel_fails(
     assert "Could not cancel Skyvern run tsk_v2_1" in capsys.readouterr().out
 
 
-def test_error_event_fails_with_the_message(skyvern: respx.MockRouter) -> None:
-    with pytest.raises(
-        SkyvernRunFailedError,
-        match="Stopped waiting for Skyvern run tsk_v2_1: Skyvern GET /v1/runs/tsk_v2_1 -> HTTP 404",
-    ):
+def test_error_event_on_the_last_try_cancels_the_run(skyvern: respx.MockRouter) -> None:
+    """Issue 7, 2: nobody will wait for the run any more."""
+    cancel = skyvern.post("/v1/runs/tsk_v2_1/cancel").respond(200, json=None)
+    context = deferred_context()
+    with pytest.raises(SkyvernRunFailedError) as raised:
         operator().execute_complete(
-            deferred_context(), event("error", message="Skyvern GET /v1/runs/tsk_v2_1 -> HTTP 404: gone")
+            context, event("error", message="Skyvern GET /v1/runs/tsk_v2_1 -> HTTP 403: x")
         )
+    assert str(raised.value) == (
+        "Stopped waiting for Skyvern run tsk_v2_1: Skyvern GET /v1/runs/tsk_v2_1 -> HTTP 403: x; it was canceled"
+    )
+    assert cancel.call_count == 1
+    assert context["task_state_store"].values == {}
+
+
+def test_error_event_with_retries_left_keeps_the_run_for_the_next_try(skyvern: respx.MockRouter) -> None:
+    cancel = skyvern.post("/v1/runs/tsk_v2_1/cancel").respond(200, json=None)
+    context = deferred_context()
+    context["ti"].max_tries = 2
+    with pytest.raises(SkyvernRunFailedError, match=r"the run is left going; the next try reattaches to it$"):
+        operator().execute_complete(context, event("error", message="HTTP 404: gone"))
+    assert cancel.call_count == 0
+    assert context["task_state_store"].values[STATE_KEY] == {"run_id": "tsk_v2_1"}
+
+
+def test_deadline_says_when_the_cancel_failed(skyvern: respx.MockRouter) -> None:
+    skyvern.post("/v1/runs/tsk_v2_1/cancel").respond(404, json={"detail": "Run not found tsk_v2_1"})
+    with pytest.raises(SkyvernRunFailedError, match=r"canceling it failed, it may still be going$"):
+        operator().execute_complete(deferred_context(), event("deadline", "running"))
 
 
 # ---- output check ----------------------------------------------------------------------------------
@@ -338,106 +354,280 @@ def test_output_schema_mismatch_fails_when_asked(skyvern: respx.MockRouter) -> N
 
 
 # ---- reattach --------------------------------------------------------------------------------------
+# Each test plays the tries of one task instance against a mocked Skyvern: try 1 through the operator
+# (which writes the state store), then the next try with the same store.
+
+JUST_NOW = datetime.now(timezone.utc).replace(tzinfo=None).isoformat()  # Skyvern's naive UTC
+
+
+def echoed(prompt: str = "Extract the top 3 products", engine: str = "skyvern-2.0") -> dict[str, Any]:
+    """``run_request`` as Skyvern 1.0.56 echoes the operator's default request."""
+    return {"prompt": prompt, "url": "https://example.com/products", "engine": engine, "title": None}
+
+
+def our_run(run_id: str, status: str, **fields: Any) -> dict[str, Any]:
+    return task_run(run_id, status, run_request=echoed(), **fields)
+
+
+def first_try(skyvern: respx.MockRouter, store: FakeStateStore, **kwargs: Any) -> None:
+    skyvern.post("/v1/run/tasks").respond(200, json=our_run("tsk_v2_1", "queued"))
+    with pytest.raises(TaskDeferred):
+        operator(**kwargs).execute(make_context(store))
+
+
+def test_the_submission_is_recorded_before_the_post_and_completed_after(skyvern: respx.MockRouter) -> None:
+    store = FakeStateStore()
+    seen_in_store: list[Any] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen_in_store.append(dict(store.values[STATE_KEY]))
+        return httpx.Response(200, json=our_run("tsk_v2_1", "queued"))
+
+    skyvern.post("/v1/run/tasks").mock(side_effect=answer)
+    with pytest.raises(TaskDeferred):
+        operator().execute(make_context(store))
+    (during,) = seen_in_store
+    assert during["run_id"] is None
+    assert during["tag"] == TAG
+    assert abs(during["since"] - time.time()) < 5
+    assert store.values[STATE_KEY]["run_id"] == "tsk_v2_1"
+    assert "Extract the top" not in json.dumps(store.values)  # digests only, never the request itself
 
 
 def test_retry_reattaches_to_a_running_run_from_the_state_store(skyvern: respx.MockRouter) -> None:
-    post = skyvern.post("/v1/run/tasks").respond(200, json=task_run("tsk_v2_NEW", "created"))
-    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=task_run("tsk_v2_1", "running", step_count=3))
-    context = make_context(FakeStateStore(**{STATE_KEY: "tsk_v2_1"}))
+    store = FakeStateStore()
+    first_try(skyvern, store)
+    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=our_run("tsk_v2_1", "running", step_count=3))
+    context = make_context(store, FakeTaskInstance(try_number=2))
     with pytest.raises(TaskDeferred) as deferred:
         operator().execute(context)
-    assert post.call_count == 0
+    assert skyvern.routes[1].call_count == 1  # the POST of try 1 only
     assert deferred.value.trigger.run_id == "tsk_v2_1"
     assert context["ti"].xcoms["run_id"] == "tsk_v2_1"
 
 
 def test_retry_takes_the_result_of_a_completed_run_not_yet_handed_on(skyvern: respx.MockRouter) -> None:
-    post = skyvern.post("/v1/run/tasks").respond(200, json=task_run("tsk_v2_NEW", "created"))
-    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=completed())
-    context = make_context(FakeStateStore(**{STATE_KEY: "tsk_v2_1"}))
-    assert operator().execute(context) == OUTPUT
-    assert post.call_count == 0
+    store = FakeStateStore()
+    first_try(skyvern, store)
+    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=completed(run_request=echoed()))
+    assert operator().execute(make_context(store)) == OUTPUT
+    assert skyvern.routes[1].call_count == 1
+    assert store.values == {}
 
 
 @pytest.mark.parametrize("status", ["failed", "terminated", "canceled", "timed_out"])
 def test_retry_after_a_failed_run_starts_a_fresh_one(skyvern: respx.MockRouter, status: str) -> None:
-    post = skyvern.post("/v1/run/tasks").respond(200, json=task_run("tsk_v2_2", "created"))
-    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=task_run("tsk_v2_1", status))
-    context = make_context(FakeStateStore(**{STATE_KEY: "tsk_v2_1"}))
+    store = FakeStateStore()
+    first_try(skyvern, store)
+    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=our_run("tsk_v2_1", status))
+    post = skyvern.post("/v1/run/tasks").respond(200, json=our_run("tsk_v2_2", "queued"))
     with pytest.raises(TaskDeferred) as deferred:
-        operator().execute(context)
-    assert post.call_count == 1
+        operator().execute(make_context(store))
+    assert post.call_count == 2
     assert deferred.value.trigger.run_id == "tsk_v2_2"
-    assert context["task_state_store"].values == {STATE_KEY: "tsk_v2_2"}
+    assert store.values[STATE_KEY]["run_id"] == "tsk_v2_2"
 
 
-def test_without_a_state_store_the_tag_finds_a_running_run(skyvern: respx.MockRouter) -> None:
-    """Airflow < 3.3, or a try that died between the POST and writing the store."""
-    post = skyvern.post("/v1/run/tasks").respond(200, json=task_run("tsk_v2_NEW", "created"))
-    listing = skyvern.get("/v1/runs").respond(
-        200,
-        json=[
-            run_list_item("tsk_v2_other", "running", title="someone else's run mentioning airflow"),
-            run_list_item("tsk_v2_1", "running", title=f"nightly.extract [{TAG}]"),
-        ],
-    )
-    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=task_run("tsk_v2_1", "running"))
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(503),
+        httpx.Response(429),
+        httpx.Response(200, text="<html>"),
+        httpx.ConnectError("down"),
+    ],
+    ids=["503", "429", "unreadable", "network"],
+)
+def test_a_remembered_run_that_cannot_be_read_fails_the_try_without_a_new_run(
+    skyvern: respx.MockRouter, answer: Any
+) -> None:
+    """Issue 7, 1: the earlier run's state is unknown, so no second run may start."""
+    store = FakeStateStore()
+    first_try(skyvern, store)
+    skyvern.get("/v1/runs/tsk_v2_1").mock(side_effect=answer if isinstance(answer, Exception) else None)
+    if not isinstance(answer, Exception):
+        skyvern.get("/v1/runs/tsk_v2_1").mock(return_value=answer)
+    with pytest.raises(SkyvernError) as raised:
+        operator().execute(make_context(store))
+    message = str(raised.value)
+    assert message.startswith("Could not read Skyvern run tsk_v2_1 started by an earlier try (")
+    assert message.endswith("not starting another run while that is unknown; the next try looks again")
+    assert "\n" not in message
+    assert skyvern.routes[1].call_count == 1
+    assert store.values[STATE_KEY]["run_id"] == "tsk_v2_1"  # the next try looks again
+
+
+def test_a_clear_cancels_the_old_run_and_starts_a_fresh_one(skyvern: respx.MockRouter) -> None:
+    """Issue 7, 6: a clear (max_tries raised) never reattaches to the run its old trigger cancels."""
+    store = FakeStateStore()
+    first_try(skyvern, store)
+    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=our_run("tsk_v2_1", "running"))
+    cancel = skyvern.post("/v1/runs/tsk_v2_1/cancel").respond(200, json=None)
+    post = skyvern.post("/v1/run/tasks").respond(200, json=our_run("tsk_v2_2", "queued"))
+    cleared = FakeTaskInstance(try_number=2, max_tries=1)
     with pytest.raises(TaskDeferred) as deferred:
-        operator().execute(make_context())
-    assert post.call_count == 0
-    assert deferred.value.trigger.run_id == "tsk_v2_1"
-    assert listing.calls.last.request.url.params["search_key"] == TAG
+        operator().execute(make_context(store, cleared))
+    assert (cancel.call_count, post.call_count) == (1, 2)
+    assert deferred.value.trigger.run_id == "tsk_v2_2"
+    assert posted(post)["title"] == f"nightly.extract [{run_tag(make_context(ti=cleared))}]"
 
 
-def test_tag_path_does_not_adopt_finished_runs(skyvern: respx.MockRouter) -> None:
-    post = skyvern.post("/v1/run/tasks").respond(200, json=task_run("tsk_v2_2", "created"))
-    skyvern.get("/v1/runs").respond(200, json=[run_list_item("tsk_v2_1", "completed", title=f"x [{TAG}]")])
-    with pytest.raises(TaskDeferred):
-        operator().execute(make_context())
-    assert post.call_count == 1
+def test_an_edited_prompt_never_adopts_the_old_run(skyvern: respx.MockRouter) -> None:
+    """Issue 7, 4: the old run's request is not this try's request."""
+    store = FakeStateStore()
+    first_try(skyvern, store)
+    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=our_run("tsk_v2_1", "running"))
+    cancel = skyvern.post("/v1/runs/tsk_v2_1/cancel").respond(200, json=None)
+    post = skyvern.post("/v1/run/tasks").respond(200, json=our_run("tsk_v2_2", "queued"))
+    with pytest.raises(TaskDeferred) as deferred:
+        operator(prompt="Extract the top 5 products").execute(make_context(store))
+    assert (cancel.call_count, post.call_count) == (1, 2)
+    assert deferred.value.trigger.run_id == "tsk_v2_2"
+
+
+def test_fire_and_forget_hands_the_run_on_so_a_clear_starts_a_new_one(skyvern: respx.MockRouter) -> None:
+    """Issue 7, 3."""
+    store = FakeStateStore()
+    post = skyvern.post("/v1/run/tasks").respond(200, json=our_run("tsk_v2_1", "queued"))
+    assert operator(wait_for_completion=False).execute(make_context(store)) == "tsk_v2_1"
+    assert store.values == {}
+    cancel = skyvern.post("/v1/runs/tsk_v2_1/cancel").respond(200, json=None)
+    post.respond(200, json=our_run("tsk_v2_2", "queued"))
+    cleared = make_context(store, FakeTaskInstance(try_number=2, max_tries=1))
+    assert operator(wait_for_completion=False).execute(cleared) == "tsk_v2_2"
+    assert (post.call_count, cancel.call_count) == (2, 0)  # the first run is someone else's to wait for
+
+
+def test_tags_differ_per_task_instance_clear_and_deployment_but_not_per_retry() -> None:
+    """Issue 7, 4: ``scheduled__<date>`` is the same in staging and prod; their DAG runs' starts are not."""
+    base = run_tag(make_context())
+    assert run_tag(make_context(ti=FakeTaskInstance(try_number=3))) == base  # a retry
+    assert run_tag(make_context(ti=FakeTaskInstance(max_tries=1))) != base  # a clear
+    assert run_tag(make_context(ti=FakeTaskInstance(map_index=0))) != run_tag(
+        make_context(ti=FakeTaskInstance(map_index=1))
+    )
+    other_deployment = make_context(
+        dag_run_start=datetime(2026, 11, 30, 0, 0, 1, 987654, tzinfo=timezone.utc)
+    )
+    assert run_tag(other_deployment) != base
 
 
 @pytest.mark.parametrize(
     "failure",
-    [httpx.Response(500, json={"error": "Unexpected error: RuntimeError"}), httpx.ReadTimeout("timed out")],
-    ids=["500-after-create", "read-timeout"],
+    [
+        httpx.Response(500, json={"error": "Unexpected error: RuntimeError"}),
+        httpx.ReadTimeout("timed out"),
+        httpx.Response(200, text="OK"),
+    ],
+    ids=["500-after-create", "read-timeout", "unreadable-2xx"],
 )
-def test_ambiguous_post_failure_adopts_the_run_it_created(skyvern: respx.MockRouter, failure: Any) -> None:
-    post = skyvern.post("/v1/run/tasks").mock(
-        side_effect=[failure, httpx.Response(200, json=task_run("tsk_v2_DUP", "created"))]
-    )
-    skyvern.get("/v1/runs").mock(
+@pytest.mark.parametrize("engine", ["skyvern-2.0", "skyvern-1.0"])
+def test_ambiguous_post_failure_adopts_the_run_it_created(
+    skyvern: respx.MockRouter, failure: Any, engine: str
+) -> None:
+    """skyvern-2.0 drops the title: found among recent runs by its echoed request; 1.0 by its tag."""
+    post = skyvern.post("/v1/run/tasks").mock(side_effect=[failure])
+    mine = run_list_item("tsk_5", "queued", title="Fake v2 task", run_type="task_v2", created_at=JUST_NOW)
+    if engine == "skyvern-1.0":
+        mine.update(task_run_type="task_v1", title=f"nightly.extract [{TAG}]")
+    foreign = run_list_item("tsk_9", "running", title="Fake v2 task", created_at=JUST_NOW)
+    old = run_list_item("tsk_0", "running", title="Fake v2 task", created_at="2026-01-01T00:00:00")
+    listing = skyvern.get("/v1/runs").mock(
         side_effect=[
-            httpx.Response(
-                200, json=[run_list_item("tsk_v2_0", "failed", title=f"x [{TAG}]")]
-            ),  # an earlier try
-            httpx.Response(
-                200, json=[run_list_item("tsk_v2_0", "failed", title=f"x [{TAG}]")]
-            ),  # not listed yet
-            httpx.Response(
-                200,
-                json=[
-                    run_list_item("tsk_v2_5", "queued", title=f"x [{TAG}]"),
-                    run_list_item("tsk_v2_0", "failed", title=f"x [{TAG}]"),
-                ],
-            ),
+            httpx.Response(200, json=[]),  # not listed yet
+            httpx.Response(200, json=[mine, foreign, old] if engine == "skyvern-2.0" else [mine]),
         ]
     )
-    skyvern.get("/v1/runs/tsk_v2_5").respond(200, json=task_run("tsk_v2_5", "queued"))
-    context = make_context(FakeStateStore())
+    skyvern.get("/v1/runs/tsk_5").respond(
+        200, json=task_run("tsk_5", "queued", run_request=echoed(engine=engine))
+    )
+    skyvern.get("/v1/runs/tsk_9").respond(
+        200, json=task_run("tsk_9", "running", run_request=echoed(prompt="someone else's prompt"))
+    )
+    store = FakeStateStore()
     with pytest.raises(TaskDeferred) as deferred:
-        operator().execute(context)
+        operator(engine=engine).execute(make_context(store))
     assert post.call_count == 1
-    assert deferred.value.trigger.run_id == "tsk_v2_5"
-    assert context["task_state_store"].values == {STATE_KEY: "tsk_v2_5"}
+    assert deferred.value.trigger.run_id == "tsk_5"
+    assert store.values[STATE_KEY]["run_id"] == "tsk_5"
+    params = listing.calls.last.request.url.params
+    assert params.get("search_key") == (TAG if engine == "skyvern-1.0" else None)
 
 
-def test_ambiguous_post_failure_without_a_new_run_raises(skyvern: respx.MockRouter) -> None:
+def test_ambiguous_post_failure_with_no_run_listed_fails_without_resending(skyvern: respx.MockRouter) -> None:
     post = skyvern.post("/v1/run/tasks").respond(502)
+    store = FakeStateStore()
+    with pytest.raises(SkyvernError) as raised:
+        operator().execute(make_context(store))
+    assert str(raised.value) == (
+        "Skyvern POST /v1/run/tasks -> HTTP 502: empty body; could not tell whether a Skyvern run was "
+        "created: none matching this request is listed yet; not starting another run while that is "
+        "unknown; the next try looks again"
+    )
+    assert post.call_count == 1
+    assert store.values[STATE_KEY]["run_id"] is None  # a submission in flight, for the next try
+
+    with pytest.raises(SkyvernError, match=r"^Could not tell yet whether an earlier try's submission"):
+        operator().execute(make_context(store))  # the next try, soon after: still unknown
+    assert post.call_count == 1
+
+    store.values[STATE_KEY]["since"] -= 3600  # an hour later a run it created would be listed
+    post.respond(200, json=our_run("tsk_v2_2", "queued"))
+    with pytest.raises(TaskDeferred):
+        operator().execute(make_context(store))
+    assert post.call_count == 2
+
+
+def test_a_failed_lookup_after_an_ambiguous_post_fails_the_try(skyvern: respx.MockRouter) -> None:
+    skyvern.post("/v1/run/tasks").mock(side_effect=httpx.ReadTimeout("timed out"))
+    skyvern.get("/v1/runs").respond(503)
     with pytest.raises(
-        SkyvernError, match=rf"HTTP 502: empty body; no run tagged {TAG} appeared, so none was created"
+        SkyvernError, match=r"could not tell whether a Skyvern run was created: looking for it"
     ):
-        operator().execute(make_context())
+        operator().execute(make_context(FakeStateStore()))
+
+
+def test_a_post_refused_before_any_work_forgets_the_submission(skyvern: respx.MockRouter) -> None:
+    skyvern.post("/v1/run/tasks").respond(422, json={"detail": [{"loc": ["body", "url"], "msg": "bad"}]})
+    store = FakeStateStore()
+    with pytest.raises(SkyvernError, match="HTTP 422: url: bad"):
+        operator().execute(make_context(store))
+    assert store.values == {}
+
+
+def test_reattach_false_says_it_cannot_tell_after_an_ambiguous_failure(skyvern: respx.MockRouter) -> None:
+    skyvern.post("/v1/run/tasks").respond(500, json={"error": "boom"})
+    with pytest.raises(
+        SkyvernError, match=r"could not tell whether a Skyvern run was created \(reattach=False"
+    ):
+        operator(reattach=False).execute(make_context(FakeStateStore()))
+
+
+def test_without_a_state_store_the_tag_finds_a_running_v1_run(skyvern: respx.MockRouter) -> None:
+    """Airflow < 3.3: title-keeping engines only."""
+    post = skyvern.post("/v1/run/tasks").respond(200, json=our_run("tsk_NEW", "created"))
+    listing = skyvern.get("/v1/runs").respond(
+        200,
+        json=[
+            run_list_item("tsk_other", "running", title="someone else's run mentioning airflow"),
+            run_list_item("tsk_1", "running", title=f"nightly.extract [{TAG}]", run_type="task_v1"),
+        ],
+    )
+    skyvern.get("/v1/runs/tsk_1").respond(
+        200, json=task_run("tsk_1", "running", run_type="task_v1", run_request=echoed(engine="skyvern-1.0"))
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        operator(engine="skyvern_v1").execute(make_context())
+    assert post.call_count == 0
+    assert deferred.value.trigger.run_id == "tsk_1"
+    assert listing.calls.last.request.url.params["search_key"] == TAG
+
+
+def test_tag_path_does_not_adopt_finished_runs(skyvern: respx.MockRouter) -> None:
+    post = skyvern.post("/v1/run/tasks").respond(200, json=task_run("tsk_2", "created"))
+    skyvern.get("/v1/runs").respond(200, json=[run_list_item("tsk_1", "completed", title=f"x [{TAG}]")])
+    with pytest.raises(TaskDeferred):
+        operator(engine="skyvern_v1").execute(make_context())
     assert post.call_count == 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -55,6 +56,7 @@ def test_serialize_round_trip_holds_only_ids_numbers_and_no_key() -> None:
         "deadline": 1_900_000_000.5,
         "poll_interval": 7.0,
         "skyvern_conn_id": "sky",
+        "cancel_on_kill": True,
     }
     assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)
     assert API_KEY not in repr(kwargs) + repr(trigger)
@@ -209,21 +211,111 @@ async def test_cancellation_of_the_trigger_does_not_cancel_the_run(respx_mock: r
     assert cancel.call_count == 0
 
 
-@respx.mock(base_url=BASE_URL)
-async def test_on_kill_cancels_the_run(respx_mock: respx.MockRouter) -> None:
+# ---- abandoning the wait: cancel only when the task instance no longer waits ------------------------
+
+
+@pytest.fixture
+def ti_state(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What Airflow's API server says the task instance's state is (``get_task_states``)."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    answers: list[Any] = ["failed"]
+
+    def get_task_states(**kwargs: Any) -> dict[str, Any]:
+        assert kwargs == {
+            "dag_id": "nightly",
+            "task_ids": ["extract"],
+            "run_ids": ["manual__1"],
+            "map_index": -1,
+        }
+        if isinstance(answers[0], Exception):
+            raise answers[0]
+        return {"manual__1": {"extract": answers[0]}}
+
+    monkeypatch.setattr(RuntimeTaskInstance, "get_task_states", staticmethod(get_task_states))
+    return answers
+
+
+def watched_trigger(**kwargs: Any) -> SkyvernRunTrigger:
+    trigger = SkyvernRunTrigger(run_id="tsk_v2_1", deadline=time.time() + 60, poll_interval=0.001, **kwargs)
+    trigger.task_instance = SimpleNamespace(  # type: ignore[assignment]
+        dag_id="nightly", task_id="extract", run_id="manual__1", map_index=-1
+    )
+    return trigger
+
+
+@pytest.mark.parametrize("state", ["failed", "success", None, "scheduled", "running"])
+@respx.mock(base_url=BASE_URL, assert_all_called=False)
+async def test_on_kill_cancels_when_the_task_no_longer_waits(
+    respx_mock: respx.MockRouter, ti_state: list[Any], state: str | None
+) -> None:
+    """Marked failed/success, or cleared (state none, or already the next try)."""
+    ti_state[0] = state
     cancel = respx_mock.post(f"{RUN}/cancel").respond(200, json=None)
-    await make_trigger().on_kill()
+    await watched_trigger().on_kill()
     assert cancel.call_count == 1
     assert cancel.calls.last.request.headers["x-api-key"] == API_KEY
 
 
-@respx.mock(base_url=BASE_URL)
+@respx.mock(base_url=BASE_URL, assert_all_called=False)
+async def test_a_trigger_moved_to_another_triggerer_does_not_cancel(
+    respx_mock: respx.MockRouter, ti_state: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 7, 7: Airflow 3.3 calls on_kill on reassignment too; the task is still deferred then."""
+    ti_state[0] = "deferred"
+    cancel = respx_mock.post(f"{RUN}/cancel").respond(200, json=None)
+    await watched_trigger().on_kill()
+    assert cancel.call_count == 0
+    assert "stopped while its task is still deferred" in capsys.readouterr().out
+
+
+@respx.mock(base_url=BASE_URL, assert_all_called=False)
+async def test_an_unknown_task_state_does_not_cancel_and_says_so(
+    respx_mock: respx.MockRouter, ti_state: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    ti_state[0] = RuntimeError("API server unreachable")
+    cancel = respx_mock.post(f"{RUN}/cancel").respond(200, json=None)
+    await watched_trigger().on_kill()
+    assert cancel.call_count == 0
+    assert "could not be read: not canceling the run" in capsys.readouterr().out
+
+
+@respx.mock(base_url=BASE_URL, assert_all_called=False)
+async def test_cancel_on_kill_false_never_cancels(respx_mock: respx.MockRouter, ti_state: list[Any]) -> None:
+    cancel = respx_mock.post(f"{RUN}/cancel").respond(200, json=None)
+    await watched_trigger(cancel_on_kill=False).on_kill()
+    assert cancel.call_count == 0
+
+
+@respx.mock(base_url=BASE_URL, assert_all_called=False)
 async def test_on_kill_failure_is_logged_not_raised(
-    respx_mock: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+    respx_mock: respx.MockRouter, ti_state: list[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     respx_mock.post(f"{RUN}/cancel").respond(400, json={"detail": "Run tsk_v2_1 is already completed"})
-    await make_trigger().on_kill()
+    await watched_trigger().on_kill()
     assert "Could not cancel Skyvern run tsk_v2_1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("state", "cancels"), [("failed", 1), ("deferred", 0)])
+@respx.mock(base_url=BASE_URL, assert_all_called=False)
+async def test_before_airflow_3_3_a_cancelled_trigger_cancels_only_an_abandoned_run(
+    respx_mock: respx.MockRouter,
+    ti_state: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    state: str,
+    cancels: int,
+) -> None:
+    """No on_kill before 3.3: the cancellation of run() is all the trigger is told."""
+    monkeypatch.setattr("airflow_provider_skyvern.triggers.skyvern.AIRFLOW_V_3_3_PLUS", False)
+    ti_state[0] = state
+    respx_mock.get(RUN).respond(200, json=task_run("tsk_v2_1", "running"))
+    cancel = respx_mock.post(f"{RUN}/cancel").respond(200, json=None)
+    task = asyncio.ensure_future(events_of(watched_trigger()))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cancel.call_count == cancels
 
 
 @respx.mock(base_url=BASE_URL)

@@ -7,17 +7,19 @@ validation errors are FastAPI's 422 list.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import html
 import json
+import re
 import time
 from typing import Annotated, Any
 
 import httpx
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, HttpUrl, ValidationError
 
 from airflow_provider_skyvern import __version__
 from airflow_provider_skyvern.emulator.faults import (
@@ -43,6 +45,8 @@ from airflow_provider_skyvern.models import (
 )
 
 MAX_SESSION_MINUTES = 240
+GENERATED_URL = "https://www.example.com/"
+_URL_IN_TEXT = re.compile(r"https?://[^\s\])>\"']+")
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 
 
@@ -56,6 +60,11 @@ def _validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
     return [
         {"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]} for error in exc.errors()
     ]
+
+
+def _first_url(text: str) -> str | None:
+    match = _URL_IN_TEXT.search(text)
+    return str(HttpUrl(match.group(0))) if match else None
 
 
 def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
@@ -112,9 +121,9 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
 
     def authorized(x_api_key: Annotated[str | None, Header()] = None) -> None:
         if x_api_key is None:
-            raise SkyvernHTTPException(403, "Could not validate credentials")
-        if not hmac.compare_digest(x_api_key, state.settings.api_key):
             raise SkyvernHTTPException(403, "Invalid credentials")
+        if not hmac.compare_digest(x_api_key, state.settings.api_key):
+            raise SkyvernHTTPException(403, "Could not validate credentials")
 
     def base(request: Request) -> str:
         return str(request.base_url).rstrip("/")
@@ -125,7 +134,7 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
             raise SkyvernHTTPException(404, detail.format(run_id))
         return run
 
-    def create_run(
+    async def create_run(
         prefix: str, run_type: str, wire: dict[str, Any], texts: list[str], max_steps: int | None
     ) -> EmulatedRun:
         session_id = wire.get("browser_session_id")
@@ -135,6 +144,8 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
             plan = plan_from(texts, state.settings.run_seconds, max_steps)
         except DirectiveError as exc:
             raise SkyvernHTTPException(400, str(exc)) from None
+        if plan.create_seconds:  # the run's row appears only now, even if the client gave up meanwhile
+            await asyncio.sleep(plan.create_seconds)
         with state.lock:
             run = EmulatedRun(state.new_id(prefix), run_type, wire, Lifecycle(plan, state.now()))
             state.runs[run.run_id] = run
@@ -155,7 +166,11 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         run_type = RUN_TYPE_BY_ENGINE[engine]
         prefix = "tsk_v2" if run_type == "task_v2" else "tsk"
         texts = [task.prompt, task.title or ""]
-        run = create_run(prefix, run_type, wire, texts, task.max_steps)
+        if wire.get("url"):
+            wire["url"] = str(HttpUrl(wire["url"]))  # stored normalised, as Skyvern does
+        elif run_type != "task_v2":  # v1-style runs without url: the LLM picks one inside the POST
+            wire["url"] = _first_url(task.prompt) or GENERATED_URL
+        run = await create_run(prefix, run_type, wire, texts, task.max_steps)
         return state.run_json(run, base(request))
 
     @api.post("/v1/run/workflows", dependencies=v1)
@@ -173,7 +188,7 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         if not workflow.workflow_id.startswith("wpid_"):
             raise SkyvernHTTPException(404, f"Workflow not found {workflow.workflow_id}")
         texts = [workflow.title or "", json.dumps(workflow.parameters or {})]
-        run = create_run("wr", "workflow_run", workflow.to_wire(), texts, x_max_steps_override)
+        run = await create_run("wr", "workflow_run", workflow.to_wire(), texts, x_max_steps_override)
         return state.run_json(run, base(request))
 
     @api.get("/v1/runs/{run_id}", dependencies=v1)
@@ -279,7 +294,11 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         search_key: Annotated[str | None, Query()] = None,
     ) -> list[dict[str, Any]]:
         needle = (search_key or "").lower()
-        items = [state.list_item(run) for run in reversed(state.runs.values()) if needle in run.searchable()]
+        items = [
+            state.list_item(run)
+            for run in reversed(state.runs.values())
+            if needle in run.searchable(run.lifecycle.state_at(state.now()).status)
+        ]
         items = [
             item
             for item in items

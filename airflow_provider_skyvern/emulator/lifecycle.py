@@ -15,7 +15,7 @@ from airflow_provider_skyvern.models import RunStatus
 
 Outcome = Literal["completed", "failed", "terminated", "timed_out", "canceled", "paused", "slow"]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
-DIRECTIVE_KEYS = ("outcome", "seconds", "steps")
+DIRECTIVE_KEYS = ("outcome", "seconds", "steps", "create_seconds")
 DEFAULT_STEPS = 5
 DIRECTIVE = re.compile(r"\[emulator(?P<body>[^\]]*)\]")
 
@@ -33,6 +33,8 @@ class Plan:
     outcome: Outcome
     seconds: float
     steps: int
+    create_seconds: float = 0.0
+    """Time the POST spends before the run exists (Skyvern asks the LLM inside a v1 POST without url)."""
 
 
 def plan_from(texts: list[str], default_seconds: float, max_steps: int | None) -> Plan:
@@ -50,7 +52,7 @@ def plan_from(texts: list[str], default_seconds: float, max_steps: int | None) -
     steps = int(_number(values, "steps", DEFAULT_STEPS)) or 1
     if max_steps is not None and outcome == "completed" and max_steps < steps:
         outcome, steps = "timed_out", max_steps  # Skyvern ends a run that hits max_steps as timed_out
-    return Plan(outcome, seconds, steps)  # type: ignore[arg-type]
+    return Plan(outcome, seconds, steps, _number(values, "create_seconds", 0.0))  # type: ignore[arg-type]
 
 
 def _parse_pairs(body: str) -> dict[str, str]:

@@ -27,6 +27,32 @@ FIRST_ID = 495_000_000_000_000_000  # Skyvern ids are <prefix>_<64-bit int>
 # Presigned URL lifetimes of the real server (API.md §9): sensitive types 1 h, others 24 h.
 SENSITIVE_URL_SECONDS = 3600
 DEFAULT_URL_SECONDS = 24 * 3600
+DEFAULT_MAX_STEPS = 10
+TASK_REQUEST_FIELDS = (
+    "prompt",
+    "url",
+    "engine",
+    "title",
+    "proxy_location",
+    "data_extraction_schema",
+    "error_code_mapping",
+    "max_steps",
+    "webhook_url",
+    "totp_identifier",
+    "totp_url",
+    "browser_session_id",
+    "browser_profile_id",
+    "start_fresh_browser",
+    "model",
+    "extra_http_headers",
+    "cdp_connect_headers",
+    "publish_workflow",
+    "include_action_history_in_verification",
+    "max_screenshot_scrolls",
+    "browser_address",
+    "run_with",
+    "file_ids",
+)
 RUN_TYPE_BY_ENGINE = {
     "skyvern-1.0": "task_v1",
     "skyvern-2.0": "task_v2",
@@ -36,6 +62,7 @@ RUN_TYPE_BY_ENGINE = {
     "ui-tars": "ui_tars",
     "yutori-navigator": "yutori_navigator",
 }
+ENGINE_BY_RUN_TYPE = {run_type: engine for engine, run_type in RUN_TYPE_BY_ENGINE.items()}
 
 
 @dataclass(frozen=True)
@@ -62,9 +89,47 @@ class EmulatedRun:
     def is_workflow(self) -> bool:
         return self.run_type == "workflow_run"
 
-    def searchable(self) -> str:
-        keys = ("title", "url", "prompt", "workflow_id", "webhook_url", "parameters")
-        return " ".join([self.run_id, *(str(self.request.get(key) or "") for key in keys)]).lower()
+    @property
+    def drops_title(self) -> bool:
+        """skyvern-2.0 task runs and workflow runs do not keep the request's title (1.0.56)."""
+        return self.run_type in ("task_v2", "workflow_run")
+
+    def title(self, status: str) -> str | None:
+        """The title Skyvern shows: v2 runs start as "New Workflow", then get an LLM-made one."""
+        if self.run_type == "workflow_run":
+            return f"Emulated workflow {self.request.get('workflow_id')}"
+        if self.run_type == "task_v2":
+            return "New Workflow" if status in ("created", "queued") else "Emulated v2 task"
+        return self.request.get("title")
+
+    def searchable(self, status: str) -> str:
+        """What ``search_key`` matches (Skyvern's ``searchable_text``): title + url, and the ids."""
+        parts = [self.run_id, self.title(status) or "", str(self.request.get("url") or "")]
+        if self.is_workflow:
+            parts += [
+                str(self.request.get(key) or "") for key in ("workflow_id", "parameters", "webhook_url")
+            ]
+            parts.append(str(self.request.get("extra_http_headers") or ""))
+        return " ".join(parts).lower()
+
+    def run_request(self) -> dict[str, Any]:
+        """The request as ``GET /v1/runs/{id}`` echoes it: only what the run type stores, the rest null."""
+        if self.is_workflow:
+            return self.request
+        stored = ["engine", "prompt", "url", "webhook_url", "totp_identifier", "totp_url", "proxy_location"]
+        stored += ["data_extraction_schema", "error_code_mapping"]
+        if self.run_type != "task_v2":
+            stored += ["max_steps", "max_screenshot_scrolls"]
+        echoed: dict[str, Any] = dict.fromkeys(TASK_REQUEST_FIELDS)
+        echoed.update(
+            start_fresh_browser=False, publish_workflow=False, include_action_history_in_verification=False
+        )
+        echoed.update({key: self.request.get(key) for key in stored})
+        echoed["engine"] = ENGINE_BY_RUN_TYPE.get(self.run_type, self.request.get("engine"))
+        echoed["proxy_location"] = self.request.get("proxy_location") or "RESIDENTIAL"
+        if self.run_type != "task_v2" and echoed["max_steps"] is None:
+            echoed["max_steps"] = DEFAULT_MAX_STEPS
+        return echoed
 
 
 @dataclass(frozen=True)
@@ -135,9 +200,9 @@ class EmulatorState:
                 (self.signed_url(f, base_url) for f in files if f.artifact_type == "recording"), None
             ),
             "recording_archived": False,
-            "screenshot_urls": [
-                self.signed_url(f, base_url) for f in files if f.artifact_type == "screenshot_final"
-            ]
+            "screenshot_urls": None
+            if run.run_type == "task_v2"  # Skyvern 1.0.56 reports none for v2 runs
+            else [self.signed_url(f, base_url) for f in files if f.artifact_type == "screenshot_final"]
             or None,
             "failure_reason": failure,
             "errors": self._errors(run, state),
@@ -154,7 +219,7 @@ class EmulatorState:
             "max_screenshot_scrolls": run.request.get("max_screenshot_scrolls"),
             "script_run": None,
             "step_count": state.step_count,
-            "run_request": run.request,
+            "run_request": run.run_request(),
         }
         if run.is_workflow:
             body.update(
@@ -170,11 +235,11 @@ class EmulatorState:
     def list_item(self, run: EmulatedRun) -> dict[str, Any]:
         state = run.lifecycle.state_at(self.now())
         return {
-            "task_run_id": run.run_id,
+            "task_run_id": f"tr_{run.number}",
             "run_id": run.run_id,
             "task_run_type": run.run_type,
             "status": state.status,
-            "title": run.request.get("title"),
+            "title": run.title(state.status),
             "started_at": iso(state.started_at),
             "finished_at": iso(state.finished_at),
             "created_at": iso(run.lifecycle.created),

@@ -17,7 +17,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from airflow_provider_skyvern.exceptions import SkyvernHTTPError, SkyvernTransportError
+from airflow_provider_skyvern.exceptions import SkyvernHTTPError, SkyvernResponseError, SkyvernTransportError
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 120.0
@@ -70,3 +70,14 @@ def retry_arguments(*, creates: bool, max_retries: int, logger: Any) -> dict[str
         "before_sleep": log_retry,
         "reraise": True,
     }
+
+
+def may_have_created(exc: BaseException) -> bool:
+    """After a failed run-creating POST: could Skyvern have created the run anyway?"""
+    if isinstance(exc, SkyvernTransportError):
+        return exc.request_sent
+    if isinstance(exc, SkyvernHTTPError):
+        if is_retryable(exc, creates=True):  # 429 / 503 "no run was created": refused before any work
+            return False
+        return exc.http_status >= 500 or exc.http_status == 408
+    return isinstance(exc, SkyvernResponseError)  # a 2xx we could not read: most likely created

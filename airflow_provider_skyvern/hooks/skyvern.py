@@ -263,6 +263,10 @@ class SkyvernHook(BaseHook):
     def _sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
+    def pause(self, seconds: float) -> None:
+        """Blocking wait between polls or lookups (the same clock the retry policy sleeps on)."""
+        self._sleep(seconds)
+
     async def _asleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 

@@ -1,34 +1,151 @@
-"""Finding the Skyvern run an earlier try of the same task instance started, so it is not paid for twice.
+"""Which Skyvern run belongs to this task instance, so retries, lost answers and crashes never pay twice.
 
-Two memories, because Skyvern has no idempotency key:
+Skyvern has no idempotency key, so a run is recognised by two things:
 
-* Airflow 3.3+: the task state store keeps the run id across tries; it is written as soon as the run
-  exists and forgotten once the run's result was handed on or the run ended badly.
-* every version: the run's title carries a tag derived from (dag_id, task_id, run_id, map_index), and
-  ``GET /v1/runs?search_key=<tag>`` finds runs started by a try that died before the store was written,
-  or by a POST whose answer was lost (timeout, 500 after the run was created).
+* **who** asked: a tag ``[airflow-<hash>]`` appended to the title, derived from the task instance
+  (dag id, task id, run id, map index), the DAG run's start (different in every deployment sharing a
+  Skyvern organisation) and ``max_tries`` (raised by every clear, unchanged by a retry). Skyvern keeps
+  and searches titles only for title-keeping engines (skyvern-1.0, 3.0, the CUA engines); skyvern-2.0
+  replaces the title, so there the tag is known only to our own record;
+* **what** was asked: the fields of the request the server echoes back in ``run_request``, compared by
+  digest (never stored in clear: a request may hold header values or TOTP endpoints).
+
+On Airflow 3.3+ a :class:`Submission` is written to the task state store *before* the POST and
+completed with the run id right after, so a later try knows exactly whether a submission was in flight,
+and when. Without a store (Airflow < 3.3), later tries can only find title-keeping runs still going.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
-from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_fixed
+from pydantic import BaseModel, HttpUrl, ValidationError
 
+from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
-from airflow_provider_skyvern.models import RunListItem
+from airflow_provider_skyvern.models import RunEngine, RunListItem, RunResponse, TaskRunRequest
 
-STATE_KEY = "skyvern_run_id"
-RECONCILE_ATTEMPTS = 3
+STATE_KEY = "skyvern_submission"
+TITLE_DROPPING_ENGINES = frozenset({RunEngine.skyvern_v2})
+DEFAULT_SERVER_ENGINE = RunEngine.skyvern_v1  # what Skyvern 1.0.56 uses when no engine is sent
+CLOCK_SLACK_SECONDS = 300.0
+"""Skyvern's ``created_at`` vs this worker's clock: candidates are looked for this much earlier."""
+SETTLE_SECONDS = 120.0
+"""After a POST's own timeout plus this, a run it created is listed (a v1 run without url asks the LLM
+inside the POST, so its row can appear seconds after the client gave up)."""
+LIST_PAGE_SIZE = 100  # Skyvern's maximum
+MAX_LIST_PAGES = 10
+RECONCILE_ATTEMPTS = 4
 RECONCILE_WAIT_SECONDS = 2.0
 
 
-def run_tag(ti: Any) -> str:
-    """Stable across tries of one task instance, different for every other one; >= 3 chars for search."""
+class RunStateUnknown(SkyvernError):
+    """An earlier submission may have created a run this try cannot see: fail the try, never submit."""
+
+    retryable = True
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _normal_url(value: Any) -> Any:
+    """The server stores ``str(HttpUrl(url))``; the same pydantic normalisation on both sides."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return str(HttpUrl(value))
+    except ValidationError:
+        return value
+
+
+def _echoed_fields(wire: dict[str, Any], engine: RunEngine) -> dict[str, Any]:
+    """The request fields Skyvern 1.0.56 echoes unchanged in ``run_request`` for this engine."""
+    fields = {
+        name: wire[name]
+        for name in ("error_code_mapping", "webhook_url", "totp_identifier", "totp_url")
+        if wire.get(name) is not None
+    }
+    fields["engine"] = engine.value
+    # A v1-style run without url lets the LLM write the goal, url and schema inside the POST.
+    if wire.get("url") or engine in TITLE_DROPPING_ENGINES:
+        fields["prompt"] = wire.get("prompt")
+        if wire.get("data_extraction_schema") is not None:
+            fields["data_extraction_schema"] = wire["data_extraction_schema"]
+    if wire.get("url"):
+        fields["url"] = _normal_url(wire["url"])
+    return fields
+
+
+def _echoed_value(name: str, run_request: dict[str, Any]) -> Any:
+    value = run_request.get(name)
+    return _normal_url(value) if name == "url" else value
+
+
+class Submission(BaseModel):
+    """What one submission asked for and when; the state store keeps it across tries (JSON only)."""
+
+    tag: str
+    fingerprint: str
+    """Digest of the whole request (title aside): an edited DAG makes a different one."""
+    echoed: dict[str, str]
+    """Digests of the fields the server echoes, to recognise the run among others."""
+    keeps_title: bool
+    since: float
+    """Unix time just before the POST was sent."""
+    run_id: str | None = None
+
+    @classmethod
+    def of(cls, request: TaskRunRequest, tag: str) -> Submission:
+        wire = request.to_wire()
+        engine = RunEngine(wire["engine"]) if wire.get("engine") else DEFAULT_SERVER_ENGINE
+        keeps_title = engine not in TITLE_DROPPING_ENGINES and not wire.get("publish_workflow")
+        if wire.get("publish_workflow"):
+            engine = RunEngine.skyvern_v2  # Skyvern forces 2.0 for published workflows
+        wire.pop("title", None)
+        echoed = {name: _digest(value) for name, value in _echoed_fields(wire, engine).items()}
+        return cls(
+            tag=tag,
+            fingerprint=_digest(wire),
+            echoed=echoed,
+            keeps_title=keeps_title,
+            since=time.time(),
+        )
+
+    def same_request(self, other: Submission) -> bool:
+        """Same task instance, same clear generation, same deployment, same request."""
+        return (self.tag, self.fingerprint) == (other.tag, other.fingerprint)
+
+    def describes(self, run: RunResponse) -> bool:
+        """The run's echoed request agrees with this submission on every field the server keeps."""
+        run_request = getattr(run, "run_request", None)
+        if not isinstance(run_request, dict):
+            return False
+        return all(_digest(_echoed_value(name, run_request)) == d for name, d in self.echoed.items())
+
+
+def run_tag(context: Any) -> str:
+    """Stable across retries of one task instance; new after a clear; different in every deployment."""
+    ti = context["ti"]
+    dag_run = context.get("dag_run") if hasattr(context, "get") else None
+    started = getattr(dag_run, "start_date", None)
     identity = "\x1f".join(
-        str(part) for part in (ti.dag_id, ti.task_id, ti.run_id, getattr(ti, "map_index", -1))
+        str(part)
+        for part in (
+            ti.dag_id,
+            ti.task_id,
+            ti.run_id,
+            getattr(ti, "map_index", -1),
+            started.isoformat() if isinstance(started, datetime) else "",
+            getattr(ti, "max_tries", ""),
+        )
     )
     return "airflow-" + hashlib.sha256(identity.encode()).hexdigest()[:16]
 
@@ -38,8 +155,8 @@ def tagged_title(title: str | None, default: str, tag: str) -> str:
     return f"{title or default} [{tag}]"
 
 
-class RunMemory:
-    """The run id of this task instance in the task state store (Airflow 3.3+); a no-op where absent."""
+class SubmissionLedger:
+    """The :class:`Submission` of this task instance in the task state store (Airflow 3.3+)."""
 
     def __init__(self, context: Any) -> None:
         self._store = context.get("task_state_store") if hasattr(context, "get") else None
@@ -48,40 +165,76 @@ class RunMemory:
     def available(self) -> bool:
         return self._store is not None
 
-    def recall(self) -> str | None:
+    def read(self) -> Submission | None:
         if self._store is None:
             return None
         value = self._store.get(STATE_KEY)
-        return value if isinstance(value, str) and value else None
+        if value is None:
+            return None
+        try:
+            return Submission.model_validate(value)
+        except ValidationError:
+            raise RunStateUnknown(
+                f"the task state store holds an unreadable {STATE_KEY!r} ({str(value)[:80]!r}); delete it "
+                "once you know no Skyvern run of this task is still going"
+            ) from None
 
-    def remember(self, run_id: str) -> None:
+    def write(self, submission: Submission) -> None:
         if self._store is not None:
-            self._store.set(STATE_KEY, run_id)
+            self._store.set(STATE_KEY, submission.model_dump(mode="json"))
 
-    def forget(self) -> None:
+    def clear(self) -> None:
         if self._store is not None:
             self._store.delete(STATE_KEY)
 
 
-def tagged_runs(hook: SkyvernHook, tag: str) -> list[RunListItem]:
-    """Runs whose title carries ``tag``, newest first (Skyvern's order), filtered exactly on the title."""
-    return [item for item in hook.list_runs(search_key=tag, page_size=20) if tag in (item.title or "")]
+@dataclass
+class RunFinder:
+    """Finds the runs a submission created, through what the real server can search."""
+
+    hook: SkyvernHook
+    sleep: Callable[[float], None]
+
+    def created_by(self, submission: Submission) -> list[RunResponse]:
+        """Runs created since the submission that carry its tag (where kept) and its request."""
+        since = submission.since - CLOCK_SLACK_SECONDS
+        if submission.keeps_title:
+            listed = self.hook.list_runs(search_key=submission.tag, page_size=LIST_PAGE_SIZE)
+            items = [i for i in listed if submission.tag in (i.title or "") and _created_at(i) >= since]
+        else:
+            items = [i for i in self._listed_since(since) if not _title_kept(i)]
+        runs = [self.hook.get_run(item.run_id) for item in items]
+        return [run for run in runs if submission.describes(run)]
+
+    def settled(self, submission: Submission, request_timeout: float) -> bool:
+        """Long enough after the POST that any run it created is listed by now."""
+        return time.time() >= submission.since + request_timeout + SETTLE_SECONDS
+
+    def reconcile(self, submission: Submission) -> list[RunResponse]:
+        """Right after an ambiguous POST: a few looks, since Skyvern may list the run a moment later."""
+        for attempt in range(RECONCILE_ATTEMPTS):
+            found = self.created_by(submission)
+            if found or attempt == RECONCILE_ATTEMPTS - 1:
+                return found
+            self.sleep(RECONCILE_WAIT_SECONDS)
+        return []  # pragma: no cover - the loop always returns
+
+    def _listed_since(self, since: float) -> Iterable[RunListItem]:
+        for page in range(1, MAX_LIST_PAGES + 1):
+            items = self.hook.list_runs(page=page, page_size=LIST_PAGE_SIZE)
+            yield from (item for item in items if _created_at(item) >= since)
+            if len(items) < LIST_PAGE_SIZE or (items and _created_at(items[-1]) < since):
+                return
+        raise RunStateUnknown(
+            f"more than {MAX_LIST_PAGES * LIST_PAGE_SIZE} Skyvern runs were created in the "
+            f"{CLOCK_SLACK_SECONDS:g} s around the earlier submission; could not look through them all"
+        )
 
 
-def find_new_run(hook: SkyvernHook, tag: str, known_run_ids: Sequence[str]) -> str | None:
-    """After an ambiguous POST failure: the run it created, if any; Skyvern may list it a moment later."""
-    known = set(known_run_ids)
+def _created_at(item: RunListItem) -> float:
+    return item.created_at.astimezone(timezone.utc).timestamp()
 
-    def newest_unknown() -> str | None:
-        fresh = [item.run_id for item in tagged_runs(hook, tag) if item.run_id not in known]
-        return fresh[0] if fresh else None
 
-    retrying = Retrying(
-        retry=retry_if_result(lambda run_id: run_id is None),
-        stop=stop_after_attempt(RECONCILE_ATTEMPTS),
-        wait=wait_fixed(RECONCILE_WAIT_SECONDS),
-        sleep=hook._sleep,
-        retry_error_callback=lambda state: None,
-    )
-    result: str | None = retrying(newest_unknown)
-    return result
+def _title_kept(item: RunListItem) -> bool:
+    """A listed run of a title-keeping engine cannot be a skyvern-2.0 submission's run."""
+    return item.task_run_type.value not in ("task_v2", "workflow_run")

@@ -11,18 +11,13 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.compat import AirflowException, AirflowFailException, conf
-from airflow_provider_skyvern.exceptions import SkyvernError, SkyvernServerError, SkyvernTransportError
+from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.links.skyvern import APP_URL_XCOM_KEY, SkyvernRunLink
 from airflow_provider_skyvern.models import RunResponse, RunStatus, TaskRunRequest
 from airflow_provider_skyvern.operators import validation as check
-from airflow_provider_skyvern.operators.reattach import (
-    RunMemory,
-    find_new_run,
-    run_tag,
-    tagged_runs,
-    tagged_title,
-)
+from airflow_provider_skyvern.operators.claim import RunClaim, cancel_run
+from airflow_provider_skyvern.operators.reattach import SubmissionLedger
 from airflow_provider_skyvern.triggers.events import RunEvent
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 from airflow_provider_skyvern.triggers.waiting import RunWatch
@@ -55,6 +50,8 @@ class SkyvernRunTaskOperator(BaseOperator):
     :param deferrable: wait in the triggerer instead of a worker slot (default ``[operators] default_deferrable``).
     :param reattach: adopt the run an earlier try of this task instance started instead of paying for a
         second one (tags the title; see the README). False always starts a fresh run and keeps the title as is.
+    :param cancel_on_kill: cancel the Skyvern run when the task is killed, marked failed/success or cleared
+        while it waits (default True). A trigger moved to another triggerer is never a kill.
     :param output_validation: when ``data_extraction_schema`` is set and the output breaks it: ``"warn"``
         (default: log, push ``output_schema_errors``, hand the output on) or ``"fail"``.
     :param skyvern_conn_id: Airflow connection of type ``skyvern``.
@@ -122,6 +119,7 @@ class SkyvernRunTaskOperator(BaseOperator):
         poll_interval: float = 10,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         reattach: bool = True,
+        cancel_on_kill: bool = True,
         output_validation: OutputValidation = "warn",
         skyvern_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
@@ -152,6 +150,7 @@ class SkyvernRunTaskOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.deferrable = deferrable
         self.reattach = reattach
+        self.cancel_on_kill = cancel_on_kill
         self.output_validation = output_validation
         self.skyvern_conn_id = skyvern_conn_id
         self._active_run_id: str | None = None
@@ -213,17 +212,14 @@ class SkyvernRunTaskOperator(BaseOperator):
             request = self._build_request(only_known=False)
         except check.InvalidParameter as exc:
             raise AirflowFailException(f"{type(self).__name__}: {exc} (after rendering templates)") from None
-        memory = RunMemory(context)
-        tag = run_tag(context["ti"]) if self.reattach else None
-        earlier = tagged_runs(self.hook, tag) if tag else []
-
-        run = self._adopt(memory, earlier) or self._submit(request, context, tag, [r.run_id for r in earlier])
+        claim = RunClaim(self.hook, context, request, reattach=self.reattach, log=self.log)
+        run = claim.earlier_run() or claim.submit(user_agent=self.user_agent)
         self._active_run_id = run.run_id
-        memory.remember(run.run_id)
         context["ti"].xcom_push(key="run_id", value=run.run_id)
         context["ti"].xcom_push(key=APP_URL_XCOM_KEY, value=run.app_url)
 
         if not self.wait_for_completion:
+            claim.handed_on()  # whoever waits now owns the run: a clear starts a new one, never adopts it
             return run.run_id
         if run.is_terminal:
             return self._finish(context, run)
@@ -235,6 +231,7 @@ class SkyvernRunTaskOperator(BaseOperator):
                     deadline=deadline,
                     poll_interval=self.poll_interval,
                     skyvern_conn_id=self.skyvern_conn_id,
+                    cancel_on_kill=self.cancel_on_kill,
                 ),
                 method_name="execute_complete",
                 timeout=None,  # the deadline lives in the trigger, so a timeout still reaches execute_complete
@@ -251,71 +248,11 @@ class SkyvernRunTaskOperator(BaseOperator):
 
     def on_kill(self) -> None:
         """Blocking mode: the worker is being killed, so the remote run must not keep going (and billing)."""
-        if self._active_run_id:
+        if self._active_run_id and self.cancel_on_kill:
             self.log.info("Task killed: canceling Skyvern run %s", self._active_run_id)
             self._cancel(self._active_run_id)
 
     # ---- steps ----------------------------------------------------------------------------------------
-
-    def _adopt(self, memory: RunMemory, earlier: Sequence[Any]) -> RunResponse | None:
-        """The run of an earlier try worth keeping: still going, or completed but not yet handed on."""
-        remembered = memory.recall()
-        if remembered:
-            try:
-                run = self.hook.get_run(remembered)
-            except SkyvernError as exc:
-                self.log.warning(
-                    "Could not read Skyvern run %s of an earlier try (%s); starting a fresh run",
-                    remembered,
-                    exc,
-                )
-                return None
-            if not run.is_terminal or run.status is RunStatus.completed:
-                self.log.info(
-                    "Reattaching to Skyvern run %s (%s) started by an earlier try",
-                    run.run_id,
-                    run.status.value,
-                )
-                return run
-            self.log.info(
-                "Skyvern run %s of an earlier try ended %s; starting a fresh run",
-                run.run_id,
-                run.status.value,
-            )
-            memory.forget()
-            return None
-        running = [item for item in earlier if not item.status.is_terminal]
-        if running:
-            self.log.info(
-                "Reattaching to Skyvern run %s (%s) found by its tag",
-                running[0].run_id,
-                running[0].status.value,
-            )
-            return self.hook.get_run(running[0].run_id)
-        return None
-
-    def _submit(
-        self, request: TaskRunRequest, context: Any, tag: str | None, known: list[str]
-    ) -> RunResponse:
-        if tag:
-            default_title = f"{context['ti'].dag_id}.{context['ti'].task_id}"
-            request = request.model_copy(update={"title": tagged_title(request.title, default_title, tag)})
-        try:
-            run = self.hook.run_task(request, user_agent=self.user_agent)
-        except (SkyvernServerError, SkyvernTransportError) as exc:
-            if tag is None or (isinstance(exc, SkyvernTransportError) and not exc.request_sent):
-                raise
-            created = find_new_run(self.hook, tag, known)
-            if created is None:
-                raise SkyvernError(f"{exc}; no run tagged {tag} appeared, so none was created") from None
-            self.log.warning(
-                "Skyvern answered '%s' but created run %s: adopting it instead of submitting again",
-                exc,
-                created,
-            )
-            return self.hook.get_run(created)
-        self.log.info("Started Skyvern run %s: %s", run.run_id, run.app_url or "(no app URL)")
-        return run
 
     def _wait_blocking(self, run_id: str, deadline: float) -> RunEvent:
         """The trigger's policy, synchronously (``deferrable=False``)."""
@@ -327,19 +264,29 @@ class SkyvernRunTaskOperator(BaseOperator):
                 event = watch.observe(error=exc)
             if event is not None:
                 return event
-            self.hook._sleep(watch.pause(self.poll_interval))
+            self.hook.pause(watch.pause(self.poll_interval))
 
     def _handle_event(self, context: Any, event: RunEvent) -> Any:
+        ledger = SubmissionLedger(context)
         if event.kind == "error":
-            raise SkyvernRunFailedError(f"Stopped waiting for Skyvern run {event.run_id}: {event.message}")
+            if _is_final_try(context) and self.cancel_on_kill:
+                canceled = self._cancel(event.run_id)
+                ledger.clear()
+                after = "it was canceled" if canceled else "canceling it failed too, it may still be going"
+            else:
+                after = "the run is left going; the next try reattaches to it"
+            raise SkyvernRunFailedError(
+                f"Stopped waiting for Skyvern run {event.run_id}: {event.message}; {after}"
+            )
         if event.kind == "deadline":
-            self._cancel(event.run_id)
-            RunMemory(context).forget()
+            canceled = self._cancel(event.run_id)
+            ledger.clear()
             last = f"last status {event.run_status}" + (
                 f", step {event.step_count}" if event.step_count else ""
             )
+            after = "it was canceled" if canceled else "canceling it failed, it may still be going"
             raise SkyvernRunFailedError(
-                f"Skyvern run {event.run_id} did not finish within timeout={self.timeout:g}s ({last}); it was canceled"
+                f"Skyvern run {event.run_id} did not finish within timeout={self.timeout:g}s ({last}); {after}"
             )
         run = self.hook.get_run(event.run_id)  # fresh presigned URLs
         if not run.is_terminal:
@@ -350,12 +297,12 @@ class SkyvernRunTaskOperator(BaseOperator):
 
     def _finish(self, context: Any, run: RunResponse) -> Any:
         ti = context["ti"]
-        memory = RunMemory(context)
+        ledger = SubmissionLedger(context)
         for key, value in _result_xcoms(run).items():
             ti.xcom_push(key=key, value=value)
         self._active_run_id = None
         if run.status is not RunStatus.completed:
-            memory.forget()
+            ledger.clear()
             codes = f" [error codes: {', '.join(run.error_codes)}]" if run.error_codes else ""
             reason = run.failure_reason or "Skyvern gave no reason"
             raise SkyvernRunFailedError(f"Skyvern run {run.run_id} ended {run.status.value}: {reason}{codes}")
@@ -364,10 +311,10 @@ class SkyvernRunTaskOperator(BaseOperator):
             ti.xcom_push(key="output_schema_errors", value=problems)
             summary = f"Skyvern run {run.run_id} output does not match data_extraction_schema: {'; '.join(problems[:3])}"
             if self.output_validation == "fail":
-                memory.forget()
+                ledger.clear()
                 raise SkyvernRunFailedError(summary)
             self.log.warning("%s (output_validation='warn': handing the output on)", summary)
-        memory.forget()
+        ledger.clear()
         self.log.info("Skyvern run %s completed in %s steps", run.run_id, run.step_count)
         return run.output
 
@@ -377,13 +324,15 @@ class SkyvernRunTaskOperator(BaseOperator):
         except check.InvalidParameter:
             return None
 
-    def _cancel(self, run_id: str) -> None:
-        try:
-            self.hook.cancel_run(run_id)
-        except SkyvernError as exc:
-            self.log.warning("Could not cancel Skyvern run %s: %s", run_id, exc)
-        else:
-            self.log.info("Canceled Skyvern run %s", run_id)
+    def _cancel(self, run_id: str) -> bool:
+        return cancel_run(self.hook, run_id, self.log)
+
+
+def _is_final_try(context: Any) -> bool:
+    """No retry follows this try (Airflow retries while ``try_number <= max_tries``)."""
+    ti = context["ti"]
+    try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
+    return not (isinstance(try_number, int) and isinstance(max_tries, int) and try_number <= max_tries)
 
 
 def _result_xcoms(run: RunResponse) -> dict[str, Any]:

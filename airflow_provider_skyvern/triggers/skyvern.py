@@ -12,8 +12,10 @@ from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.triggers.waiting import RunWatch
+from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_3_PLUS
 
 ON_KILL_CANCEL_TIMEOUT = 20.0
+TI_STATE_TIMEOUT = 10.0
 
 
 class SkyvernRunTrigger(BaseTrigger):
@@ -27,6 +29,8 @@ class SkyvernRunTrigger(BaseTrigger):
     :param deadline: Unix time (seconds) after which the wait ends with a ``deadline`` event.
     :param poll_interval: seconds between polls.
     :param skyvern_conn_id: Airflow connection of type ``skyvern``.
+    :param cancel_on_kill: cancel the run when the wait is abandoned by a user (the task instance was
+        marked failed/success or cleared); never when the trigger merely moves to another triggerer.
     """
 
     def __init__(
@@ -35,12 +39,14 @@ class SkyvernRunTrigger(BaseTrigger):
         deadline: float,
         poll_interval: float = 10.0,
         skyvern_conn_id: str = DEFAULT_CONN_ID,
+        cancel_on_kill: bool = True,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.run_id = run_id
         self.deadline = float(deadline)
         self.poll_interval = float(poll_interval)
         self.skyvern_conn_id = skyvern_conn_id
+        self.cancel_on_kill = bool(cancel_on_kill)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -50,25 +56,52 @@ class SkyvernRunTrigger(BaseTrigger):
                 "deadline": self.deadline,
                 "poll_interval": self.poll_interval,
                 "skyvern_conn_id": self.skyvern_conn_id,
+                "cancel_on_kill": self.cancel_on_kill,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         watch = RunWatch(self.log, self.run_id, self.deadline)
-        async with SkyvernHook(self.skyvern_conn_id) as hook:
-            while True:
-                try:
-                    event = watch.observe(run=await hook.aget_run(self.run_id))
-                except SkyvernError as exc:
-                    event = watch.observe(error=exc)
-                if event is not None:
-                    yield TriggerEvent(event.to_payload())  # type: ignore[no-untyped-call]
-                    return
-                await asyncio.sleep(watch.pause(self.poll_interval))
+        try:
+            async with SkyvernHook(self.skyvern_conn_id) as hook:
+                while True:
+                    try:
+                        event = watch.observe(run=await hook.aget_run(self.run_id))
+                    except SkyvernError as exc:
+                        event = watch.observe(error=exc)
+                    if event is not None:
+                        yield TriggerEvent(event.to_payload())  # type: ignore[no-untyped-call]
+                        return
+                    await asyncio.sleep(watch.pause(self.poll_interval))
+        except asyncio.CancelledError:
+            if not AIRFLOW_V_3_3_PLUS:  # no on_kill before 3.3: a cancellation is all we are told
+                await asyncio.shield(self._cancel_if_abandoned())
+            raise
 
     async def on_kill(self) -> None:
-        """Airflow 3.3+ calls this only when a user marks the task failed/success or clears it."""
-        self.log.info("Task killed by a user: canceling Skyvern run %s", self.run_id)
+        """Airflow 3.3+: a user acted on the task, or the trigger was moved to another triggerer."""
+        await self._cancel_if_abandoned()
+
+    async def _cancel_if_abandoned(self) -> None:
+        """Cancel the run only when its task instance no longer waits for it (not merely reassigned)."""
+        if not self.cancel_on_kill:
+            return
+        state = await self._task_instance_state()
+        if state == "deferred":
+            self.log.info(
+                "Trigger for Skyvern run %s stopped while its task is still deferred (moved to another "
+                "triggerer or restarting): not canceling the run",
+                self.run_id,
+            )
+            return
+        if state is None:
+            self.log.warning(
+                "Trigger for Skyvern run %s stopped and the state of its task could not be read: "
+                "not canceling the run; cancel it in Skyvern if nobody waits for it",
+                self.run_id,
+            )
+            return
+        self.log.info("Task is %s, no longer waiting: canceling Skyvern run %s", state, self.run_id)
         try:
             async with SkyvernHook(self.skyvern_conn_id) as hook:
                 await asyncio.wait_for(hook.acancel_run(self.run_id), ON_KILL_CANCEL_TIMEOUT)
@@ -76,3 +109,28 @@ class SkyvernRunTrigger(BaseTrigger):
             self.log.warning("Could not cancel Skyvern run %s: %s", self.run_id, exc)
         else:
             self.log.info("Canceled Skyvern run %s", self.run_id)
+
+    async def _task_instance_state(self) -> str | None:
+        """The task instance's state now, from the API server ("removed" when it is gone); None if unknown."""
+        ti = self.task_instance
+        if ti is None:
+            return None
+        try:
+            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+            from asgiref.sync import sync_to_async  # how Airflow's own triggers reach the API server
+
+            states = await asyncio.wait_for(
+                sync_to_async(RuntimeTaskInstance.get_task_states)(
+                    dag_id=ti.dag_id,
+                    task_ids=[ti.task_id],
+                    run_ids=[ti.run_id],
+                    map_index=ti.map_index,
+                ),
+                TI_STATE_TIMEOUT,
+            )
+        except Exception as exc:  # any failure means "unknown", handled by the caller
+            self.log.warning("Could not read the state of task %s: %s", ti.task_id, exc)
+            return None
+        key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
+        state = states.get(ti.run_id, {}).get(key, "removed")
+        return str(getattr(state, "value", state) or "none")

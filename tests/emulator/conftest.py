@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,8 +17,8 @@ RUN_SECONDS = 10.0
 class FakeClock:
     """Emulated time: runs advance only when a test says so."""
 
-    def __init__(self, now: float = 1_795_000_000.0) -> None:
-        self.now = now
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now  # near the wall clock: the provider compares both
 
     def __call__(self) -> float:
         return self.now

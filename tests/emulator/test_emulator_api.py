@@ -48,7 +48,8 @@ PRODUCTS = {
 
 
 def _task(prompt: str = "Extract the top 3 products", **fields: Any) -> TaskRunRequest:
-    return TaskRunRequest(prompt=prompt, url="https://example.com/products", engine="skyvern_v2", **fields)
+    fields.setdefault("engine", "skyvern_v2")
+    return TaskRunRequest(prompt=prompt, url="https://example.com/products", **fields)
 
 
 def test_a_run_moves_through_every_status_on_the_clock(hook: SkyvernHook, clock: FakeClock) -> None:
@@ -102,12 +103,14 @@ def test_a_pydantic_style_schema_with_refs_is_followed(hook: SkyvernHook, clock:
 def test_artifacts_are_real_files_behind_expiring_presigned_urls(
     hook: SkyvernHook, clock: FakeClock, emulator: EmulatorServer
 ) -> None:
-    run = hook.run_task(_task(prompt="Log in and download the latest invoice"))
+    run = hook.run_task(_task(prompt="Log in and download the latest invoice", engine="skyvern_v1"))
+    v2_run = hook.run_task(_task())
     clock.advance(RUN_SECONDS)
     done = hook.get_run(run.run_id)
     assert done.recording_url
     assert done.screenshot_urls
     assert done.downloaded_files
+    assert hook.get_run(v2_run.run_id).screenshot_urls is None  # as Skyvern 1.0.56 reports v2 runs
 
     recording = httpx.get(done.recording_url)
     screenshot = httpx.get(done.screenshot_urls[0])
@@ -241,7 +244,7 @@ def test_a_wrong_key_is_a_403_whose_message_never_shows_a_key(
         wrong.get_run("tsk_1")
 
     message = str(caught.value)
-    assert "HTTP 403: Invalid credentials" in message
+    assert "HTTP 403: Could not validate credentials" in message
     assert "sk-wrong-KEY-0001" not in message
     assert emulator.api_key not in message
     assert SkyvernHook().test_connection()[0] is False
@@ -271,18 +274,23 @@ def test_server_validation_errors_come_back_per_field(hook: SkyvernHook, emulato
 
 
 def test_list_runs_searches_filters_and_pages_newest_first(hook: SkyvernHook, clock: FakeClock) -> None:
-    first = hook.run_task(_task(title="nightly [airflow-0123456789abcdef]"))
-    second = hook.run_task(_task(title="other", prompt="Fail [emulator outcome=failed seconds=1]"))
-    third = hook.run_task(_task(title="nightly [airflow-0123456789abcdef] again"))
+    v1 = "skyvern_v1"
+    first = hook.run_task(_task(title="nightly [airflow-0123456789abcdef]", engine=v1))
+    second = hook.run_task(_task(title="other", prompt="Fail [emulator outcome=failed seconds=1]", engine=v1))
+    third = hook.run_task(_task(title="nightly [airflow-0123456789abcdef] again", engine=v1))
+    v2 = hook.run_task(_task(title="nightly [airflow-0123456789abcdef]", prompt="Find the v2 needle"))
     clock.advance(1)
 
     tagged = hook.list_runs(search_key="AIRFLOW-0123456789ABCDEF")
     failed = hook.list_runs(statuses=["failed"])
     page_two = hook.list_runs(page=2, page_size=2)
 
+    # Skyvern 1.0.56 searches title + url only, and skyvern-2.0 replaces the request's title
     assert [item.run_id for item in tagged] == [third.run_id, first.run_id]
+    assert hook.list_runs(search_key="v2 needle") == []
+    assert [item.title for item in hook.list_runs(search_key=v2.run_id)] == ["New Workflow"]
     assert [item.run_id for item in failed] == [second.run_id]
-    assert [item.run_id for item in page_two] == [first.run_id]
+    assert [item.run_id for item in page_two] == [second.run_id, first.run_id]
 
 
 def test_workflow_runs_and_their_timeline(hook: SkyvernHook, clock: FakeClock) -> None:

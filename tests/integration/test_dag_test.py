@@ -103,10 +103,8 @@ def test_xcoms_are_the_emulator_run(dag_test: DagTestResult, task_id: str) -> No
         for f in run["downloaded_files"]
     ]
     assert without_query(xcom["recording_url"]) == without_query(run["recording_url"])
-    assert [without_query(u) for u in xcom["screenshot_urls"]] == [
-        without_query(u) for u in run["screenshot_urls"]
-    ]
-    assert len(xcom["screenshot_urls"]) == 2
+    assert xcom["screenshot_urls"] == []  # Skyvern 1.0.56 reports screenshot_urls null for skyvern-2.0 runs
+    assert run["screenshot_urls"] is None
     # The URLs the task handed on are live presigned URLs, not just look-alikes.
     for url in [xcom["recording_url"], *xcom["screenshot_urls"], xcom["downloaded_files"][0]["url"]]:
         assert dag_test.emulator.control.get(url).status_code == 200, url
