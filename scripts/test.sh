@@ -17,12 +17,15 @@ step "mypy (strict, package)"
 mypy
 
 step "unit, emulator and dag.test() integration tests (coverage of hooks and models)"
-python -m pytest -m "not e2e" --cov=airflow_provider_skyvern --cov-report=term:skip-covered -q
+python -m pytest -m "not e2e and not real_skyvern" --cov=airflow_provider_skyvern --cov-report=term:skip-covered -q
 
 step "end-to-end and browser tests (real Airflow + emulator + headless Chromium)"
 bash scripts/ensure_chromium.sh || true
 python -m pytest -m e2e -q -p no:randomly
 
+step "real Skyvern 1.0.56 vs the emulator (../shared/real-skyvern; skipped, with the reason, when it cannot start)"
+python -m pytest -m real_skyvern -q -rs -p no:randomly --durations=5
+
 step "unit tests on the oldest supported Airflow (3.0)"
 bash scripts/floor_env.sh
-.venv-floor/bin/python -m pytest -m "not e2e and not integration" -q -p no:cacheprovider --ignore tests/emulator
+.venv-floor/bin/python -m pytest -m "not e2e and not integration" -q -p no:cacheprovider --ignore tests/emulator --ignore tests/real_skyvern

@@ -201,6 +201,8 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         with state.lock:
             run.lifecycle.cancel_requests += 1
             current = run.lifecycle.state_at(state.now())
+            if current.is_terminal and run.run_type == "task_v2":
+                return  # Skyvern 1.0.56 answers 200 and leaves a finished v2 run as it was
             if current.is_terminal:
                 raise SkyvernHTTPException(
                     400, f"Invalid task status transition from {current.status} to canceled for {run_id}"
@@ -387,7 +389,7 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
                 {
                     "run_id": run.run_id,
                     "run_type": run.run_type,
-                    "status": current.status,
+                    "status": run.status(current),
                     "step_count": current.step_count,
                     "title": run.request.get("title"),
                     "outcome": run.lifecycle.plan.outcome,

@@ -89,6 +89,10 @@ class EmulatedRun:
     def is_workflow(self) -> bool:
         return self.run_type == "workflow_run"
 
+    def status(self, state: RunState) -> str:
+        """A skyvern-2.0 run is answered ``queued`` from the start (it has no ``created`` phase)."""
+        return "queued" if self.run_type == "task_v2" and state.status == "created" else state.status
+
     @property
     def drops_title(self) -> bool:
         """skyvern-2.0 task runs and workflow runs do not keep the request's title (1.0.56)."""
@@ -192,7 +196,7 @@ class EmulatorState:
         body: dict[str, Any] = {
             "run_id": run.run_id,
             "run_type": run.run_type,
-            "status": state.status,
+            "status": run.status(state),
             "output": self._output(run, state),
             "downloaded_files": [self._file_info(f, base_url) for f in files if f.artifact_type == "download"]
             or None,
@@ -238,7 +242,7 @@ class EmulatorState:
             "task_run_id": f"tr_{run.number}",
             "run_id": run.run_id,
             "task_run_type": run.run_type,
-            "status": state.status,
+            "status": run.status(state),
             "title": run.title(state.status),
             "started_at": iso(state.started_at),
             "finished_at": iso(state.finished_at),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -15,7 +15,8 @@ from airflow_provider_skyvern.triggers.waiting import RunWatch
 from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_3_PLUS
 
 ON_KILL_CANCEL_TIMEOUT = 20.0
-TI_STATE_TIMEOUT = 10.0
+TI_STATE_TIMEOUT = 20.0
+_FINISHING: set[asyncio.Future[None]] = set()  # strong references to shielded cancels in flight
 
 
 class SkyvernRunTrigger(BaseTrigger):
@@ -75,12 +76,12 @@ class SkyvernRunTrigger(BaseTrigger):
                     await asyncio.sleep(watch.pause(self.poll_interval))
         except asyncio.CancelledError:
             if not AIRFLOW_V_3_3_PLUS:  # no on_kill before 3.3: a cancellation is all we are told
-                await asyncio.shield(self._cancel_if_abandoned())
+                await _shielded(self._cancel_if_abandoned())
             raise
 
     async def on_kill(self) -> None:
         """Airflow 3.3+: a user acted on the task, or the trigger was moved to another triggerer."""
-        await self._cancel_if_abandoned()
+        await _shielded(self._cancel_if_abandoned())
 
     async def _cancel_if_abandoned(self) -> None:
         """Cancel the run only when its task instance no longer waits for it (not merely reassigned)."""
@@ -134,3 +135,11 @@ class SkyvernRunTrigger(BaseTrigger):
         key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
         state = states.get(ti.run_id, {}).get(key, "removed")
         return str(getattr(state, "value", state) or "none")
+
+
+async def _shielded(work: Coroutine[Any, Any, None]) -> None:
+    """The triggerer cancels a trigger again on each sync until it is gone: the cancel still finishes."""
+    future = asyncio.ensure_future(work)
+    _FINISHING.add(future)
+    future.add_done_callback(_FINISHING.discard)
+    await asyncio.shield(future)

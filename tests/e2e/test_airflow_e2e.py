@@ -61,10 +61,9 @@ def test_artifact_urls_in_xcom_are_the_runs(stack: Stack, observed: Observed) ->
     }
     assert pushed["step_count"] == run["step_count"]
     assert _unsigned(pushed["recording_url"]) == _unsigned(run["recording_url"])
-    assert [_unsigned(url) for url in pushed["screenshot_urls"]] == [
-        _unsigned(url) for url in run["screenshot_urls"]
-    ]
-    for url in [pushed["recording_url"], *pushed["screenshot_urls"]]:
+    assert pushed["screenshot_urls"] == []  # skyvern-2.0 reports screenshot_urls null (Skyvern 1.0.56)
+    assert run["screenshot_urls"] is None
+    for url in [pushed["recording_url"]]:
         response = emulator.http.get(url)
         assert response.status_code == 200, (url, response.text)
         assert response.content
