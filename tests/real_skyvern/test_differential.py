@@ -135,7 +135,7 @@ def test_a_wrong_key_and_a_missing_key_get_skyverns_two_403_texts(peer: Peer) ->
     assert (missing.status_code, missing.json()) == (403, {"detail": "Invalid credentials"})
 
 
-def test_a_finished_v2_run_reports_no_screenshots_and_refuses_a_cancel(
+def test_a_finished_v2_run_reports_no_screenshots_and_ignores_a_cancel(
     peer: Peer, started: list[str]
 ) -> None:
     run = post_task(
