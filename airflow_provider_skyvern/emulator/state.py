@@ -93,11 +93,6 @@ class EmulatedRun:
         """A skyvern-2.0 run is answered ``queued`` from the start (it has no ``created`` phase)."""
         return "queued" if self.run_type == "task_v2" and state.status == "created" else state.status
 
-    @property
-    def drops_title(self) -> bool:
-        """skyvern-2.0 task runs and workflow runs do not keep the request's title (1.0.56)."""
-        return self.run_type in ("task_v2", "workflow_run")
-
     def title(self, status: str) -> str | None:
         """The title Skyvern shows: v2 runs start as "New Workflow", then get an LLM-made one."""
         if self.run_type == "workflow_run":

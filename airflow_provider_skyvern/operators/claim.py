@@ -146,9 +146,8 @@ class RunClaim:
         """Airflow < 3.3 (no state store): a title-keeping run of this task instance still going."""
         if not submission.keeps_title:
             return None
-        listed = self.hook.list_runs(search_key=submission.tag, page_size=100)
-        going = [i for i in listed if submission.tag in (i.title or "") and not i.status.is_terminal]
-        runs = [run for run in (self.hook.get_run(i.run_id) for i in going) if submission.describes(run)]
+        going = [item for item in self.finder.tagged(submission) if not item.status.is_terminal]
+        runs = self.finder.described(submission, going)
         if not runs:
             return None
         adopted, *others = runs  # newest first

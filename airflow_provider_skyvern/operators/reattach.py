@@ -199,10 +199,18 @@ class RunFinder:
         """Runs created since the submission that carry its tag (where kept) and its request."""
         since = submission.since - CLOCK_SLACK_SECONDS
         if submission.keeps_title:
-            listed = self.hook.list_runs(search_key=submission.tag, page_size=LIST_PAGE_SIZE)
-            items = [i for i in listed if submission.tag in (i.title or "") and _created_at(i) >= since]
+            items = [item for item in self.tagged(submission) if _created_at(item) >= since]
         else:
-            items = [i for i in self._listed_since(since) if not _title_kept(i)]
+            items = [item for item in self._listed_since(since) if not _title_kept(item)]
+        return self.described(submission, items)
+
+    def tagged(self, submission: Submission) -> list[RunListItem]:
+        """Listed runs whose title carries the submission's tag (title-keeping engines), newest first."""
+        listed = self.hook.list_runs(search_key=submission.tag, page_size=LIST_PAGE_SIZE)
+        return [item for item in listed if submission.tag in (item.title or "")]
+
+    def described(self, submission: Submission, items: Iterable[RunListItem]) -> list[RunResponse]:
+        """The listed runs whose echoed request is the submission's."""
         runs = [self.hook.get_run(item.run_id) for item in items]
         return [run for run in runs if submission.describes(run)]
 
