@@ -315,6 +315,15 @@ def test_error_event_with_retries_left_keeps_the_run_for_the_next_try(skyvern: r
     assert context["task_state_store"].values[STATE_KEY] == {"run_id": "tsk_v2_1"}
 
 
+def test_error_event_with_cancel_on_kill_false_leaves_the_run_and_says_so(skyvern: respx.MockRouter) -> None:
+    cancel = skyvern.post("/v1/runs/tsk_v2_1/cancel").respond(200, json=None)
+    with pytest.raises(SkyvernRunFailedError, match=r"the run is left going \(cancel_on_kill=False\)$"):
+        operator(cancel_on_kill=False).execute_complete(
+            deferred_context(), event("error", message="HTTP 404: gone")
+        )
+    assert cancel.call_count == 0
+
+
 def test_deadline_says_when_the_cancel_failed(skyvern: respx.MockRouter) -> None:
     skyvern.post("/v1/runs/tsk_v2_1/cancel").respond(404, json={"detail": "Run not found tsk_v2_1"})
     with pytest.raises(SkyvernRunFailedError, match=r"canceling it failed, it may still be going$"):

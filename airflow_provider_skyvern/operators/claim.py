@@ -146,8 +146,20 @@ class RunClaim:
         """Airflow < 3.3 (no state store): a title-keeping run of this task instance still going."""
         if not submission.keeps_title:
             return None
-        going = [item for item in self.finder.tagged(submission) if not item.status.is_terminal]
-        runs = self.finder.described(submission, going)
+        going = [
+            self.hook.get_run(item.run_id)
+            for item in self.finder.tagged(submission)
+            if not item.status.is_terminal
+        ]
+        runs = [run for run in going if submission.describes(run)]
+        for other in going:
+            if other not in runs:
+                self.log.warning(
+                    "Skyvern run %s belongs to an earlier try with a different request (the DAG changed): "
+                    "canceling it, not adopting it",
+                    other.run_id,
+                )
+                cancel_run(self.hook, other.run_id, self.log)
         if not runs:
             return None
         adopted, *others = runs  # newest first

@@ -89,6 +89,18 @@ def _echoed_value(name: str, run_request: dict[str, Any]) -> Any:
     return _normal_url(value) if name == "url" else value
 
 
+def effective_engine(request: TaskRunRequest) -> RunEngine:
+    """The engine Skyvern will run: its default when none is sent, 2.0 for published workflows."""
+    if request.publish_workflow:
+        return RunEngine.skyvern_v2
+    return RunEngine(request.engine) if request.engine else DEFAULT_SERVER_ENGINE
+
+
+def keeps_title(request: TaskRunRequest) -> bool:
+    """Skyvern keeps (and searches) the title: a later try can find the run by its tag."""
+    return effective_engine(request) not in TITLE_DROPPING_ENGINES
+
+
 class Submission(BaseModel):
     """What one submission asked for and when; the state store keeps it across tries (JSON only)."""
 
@@ -105,17 +117,14 @@ class Submission(BaseModel):
     @classmethod
     def of(cls, request: TaskRunRequest, tag: str) -> Submission:
         wire = request.to_wire()
-        engine = RunEngine(wire["engine"]) if wire.get("engine") else DEFAULT_SERVER_ENGINE
-        keeps_title = engine not in TITLE_DROPPING_ENGINES and not wire.get("publish_workflow")
-        if wire.get("publish_workflow"):
-            engine = RunEngine.skyvern_v2  # Skyvern forces 2.0 for published workflows
+        engine = effective_engine(request)
         wire.pop("title", None)
         echoed = {name: _digest(value) for name, value in _echoed_fields(wire, engine).items()}
         return cls(
             tag=tag,
             fingerprint=_digest(wire),
             echoed=echoed,
-            keeps_title=keeps_title,
+            keeps_title=keeps_title(request),
             since=time.time(),
         )
 
@@ -202,17 +211,13 @@ class RunFinder:
             items = [item for item in self.tagged(submission) if _created_at(item) >= since]
         else:
             items = [item for item in self._listed_since(since) if not _title_kept(item)]
-        return self.described(submission, items)
+        runs = [self.hook.get_run(item.run_id) for item in items]
+        return [run for run in runs if submission.describes(run)]
 
     def tagged(self, submission: Submission) -> list[RunListItem]:
         """Listed runs whose title carries the submission's tag (title-keeping engines), newest first."""
         listed = self.hook.list_runs(search_key=submission.tag, page_size=LIST_PAGE_SIZE)
         return [item for item in listed if submission.tag in (item.title or "")]
-
-    def described(self, submission: Submission, items: Iterable[RunListItem]) -> list[RunResponse]:
-        """The listed runs whose echoed request is the submission's."""
-        runs = [self.hook.get_run(item.run_id) for item in items]
-        return [run for run in runs if submission.describes(run)]
 
     def settled(self, submission: Submission, request_timeout: float) -> bool:
         """Long enough after the POST that any run it created is listed by now."""

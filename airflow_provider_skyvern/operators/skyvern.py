@@ -17,7 +17,7 @@ from airflow_provider_skyvern.links.skyvern import APP_URL_XCOM_KEY, SkyvernRunL
 from airflow_provider_skyvern.models import RunResponse, RunStatus, TaskRunRequest
 from airflow_provider_skyvern.operators import validation as check
 from airflow_provider_skyvern.operators.claim import RunClaim, cancel_run
-from airflow_provider_skyvern.operators.reattach import SubmissionLedger
+from airflow_provider_skyvern.operators.reattach import SubmissionLedger, keeps_title
 from airflow_provider_skyvern.triggers.events import RunEvent
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 from airflow_provider_skyvern.triggers.waiting import RunWatch
@@ -269,12 +269,14 @@ class SkyvernRunTaskOperator(BaseOperator):
     def _handle_event(self, context: Any, event: RunEvent) -> Any:
         ledger = SubmissionLedger(context)
         if event.kind == "error":
-            if _is_final_try(context) and self.cancel_on_kill:
+            if self._next_try_can_reattach(context, ledger):
+                after = "the run is left going; the next try reattaches to it"
+            elif not self.cancel_on_kill:
+                after = "the run is left going (cancel_on_kill=False)"
+            else:  # nobody would wait for the run any more
                 canceled = self._cancel(event.run_id)
                 ledger.clear()
                 after = "it was canceled" if canceled else "canceling it failed too, it may still be going"
-            else:
-                after = "the run is left going; the next try reattaches to it"
             raise SkyvernRunFailedError(
                 f"Stopped waiting for Skyvern run {event.run_id}: {event.message}; {after}"
             )
@@ -294,6 +296,12 @@ class SkyvernRunTaskOperator(BaseOperator):
                 f"Skyvern run {run.run_id} is {run.status.value} although the trigger saw it final; failing closed"
             )
         return self._finish(context, run)
+
+    def _next_try_can_reattach(self, context: Any, ledger: SubmissionLedger) -> bool:
+        """A retry follows and will find this run: by the state store, or (Airflow < 3.3) by its tag."""
+        if not self.reattach or _is_final_try(context):
+            return False
+        return ledger.available or keeps_title(self._build_request(only_known=False))
 
     def _finish(self, context: Any, run: RunResponse) -> Any:
         ti = context["ti"]

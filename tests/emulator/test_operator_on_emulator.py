@@ -233,3 +233,70 @@ def test_blocking_timeout_cancels_the_run_on_the_emulator(emulator: EmulatorServ
 
     (run,) = _runs(emulator)
     assert (run["status"], run["cancel_requests"]) == ("canceled", 1)
+
+
+# ---- Airflow < 3.3: no task state store, so later tries know only what Skyvern lists -----------------
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_without_a_store_a_clear_while_deferred_starts_a_new_run_and_adopts_nothing(
+    emulator: EmulatorServer, clock: FakeClock, engine: str
+) -> None:
+    """The old run is the cancelled trigger's to cancel (tests/test_trigger.py); the new try's tag differs."""
+    first = _deferred_run_id(_operator(engine), make_context())
+    clock.advance(RUN_SECONDS / 2)
+
+    second = _deferred_run_id(_operator(engine), make_context(ti=FakeTaskInstance(try_number=2, max_tries=1)))
+
+    assert first != second
+    assert [run["run_id"] for run in _runs(emulator)] == [first, second]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_without_a_store_fire_and_forget_then_a_clear_starts_a_new_run(
+    emulator: EmulatorServer, engine: str
+) -> None:
+    first = _operator(engine, wait_for_completion=False).execute(make_context())
+    second = _operator(engine, wait_for_completion=False).execute(
+        make_context(ti=FakeTaskInstance(try_number=2, max_tries=1))
+    )
+    old, new = _runs(emulator)
+    assert (old["run_id"], new["run_id"]) == (first, second)
+    assert old["cancel_requests"] == 0
+
+
+def test_without_a_store_an_edited_request_cancels_the_old_v1_run(
+    emulator: EmulatorServer, clock: FakeClock
+) -> None:
+    _deferred_run_id(_operator("skyvern_v1"), make_context())
+    clock.advance(RUN_SECONDS / 2)
+
+    _deferred_run_id(_operator("skyvern_v1", prompt="Extract the top 5 products"), make_context())
+
+    old, new = _runs(emulator)
+    assert (old["status"], old["cancel_requests"]) == ("canceled", 1)
+    assert new["request"]["prompt"] == "Extract the top 5 products"
+
+
+@pytest.mark.parametrize(
+    ("engine", "message", "runs", "cancels"),
+    [
+        ("skyvern_v1", "the next try reattaches to it", 1, [0]),
+        ("skyvern_v2", "it was canceled", 2, [1, 0]),  # no title to find it by: not left going for nobody
+    ],
+)
+def test_without_a_store_a_permanent_poll_error_then_a_retry(
+    emulator: EmulatorServer, clock: FakeClock, engine: str, message: str, runs: int, cancels: list[int]
+) -> None:
+    """skyvern-1.0 is found again by its tag; skyvern-2.0 cannot be, so it is canceled, not orphaned."""
+    _fault(emulator, method="GET", path="/v1/runs/tsk_*", status=403, times=1)
+    with pytest.raises(SkyvernRunFailedError, match=rf"{message}$"):
+        _operator(engine, deferrable=False, poll_interval=0.01).execute(
+            make_context(ti=FakeTaskInstance(max_tries=2))
+        )
+
+    clock.advance(RUN_SECONDS / 2)
+    _deferred_run_id(_operator(engine), make_context(ti=FakeTaskInstance(max_tries=2, try_number=2)))
+
+    assert len(_runs(emulator)) == runs
+    assert [run["cancel_requests"] for run in _runs(emulator)] == cancels
