@@ -350,6 +350,11 @@ class Airflow:
         """What "Mark as failed/success" in the UI does."""
         self.call("PATCH", _ti_path(dag_id, run_id, task_id), json={"new_state": state})
 
+    def clear_task(self, dag_id: str, run_id: str, task_id: str) -> None:
+        """What "Clear" on one task instance in the UI does (whatever its state)."""
+        body = {"dry_run": False, "dag_run_id": run_id, "task_ids": [task_id], "only_failed": False}
+        self.call("POST", f"/dags/{_seg(dag_id)}/clearTaskInstances", json=body)
+
     # ---- what a task left behind -------------------------------------------------------------------------
 
     def xcom(

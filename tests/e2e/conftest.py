@@ -20,6 +20,7 @@ from airflow_harness import TERMINAL_RUN_STATES, Stack, StateRecorder, poll_unti
 
 from .scenario import (  # noqa: E402
     CANCEL,
+    CLEAR,
     EMULATOR_RUN_SECONDS,
     EXAMPLE_DAG_IDS,
     EXTRACTION,
@@ -45,21 +46,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def observed(stack: Stack) -> Observed:
     """Triggers every DAG run, then records until all are final and the cancel target is deferred."""
     airflow = stack.airflow
-    for dag_id in (*EXAMPLE_DAG_IDS, FAILURE[0], CANCEL[0]):
+    for dag_id in (*EXAMPLE_DAG_IDS, FAILURE[0], CANCEL[0], CLEAR[0]):
         airflow.wait_for_dag(dag_id)
     run_ids = {
         dag_id: airflow.trigger(dag_id, f"e2e__{dag_id}")
-        for dag_id, _ in (EXTRACTION, FAN_OUT, FAILURE, CANCEL)
+        for dag_id, _ in (EXTRACTION, FAN_OUT, FAILURE, CANCEL, CLEAR)
     }
     seen = Observed(run_ids, StateRecorder(airflow))
 
     def settled() -> bool | None:
         run_states = {dag_id: seen.recorder.poll(dag_id, run_id) for dag_id, run_id in run_ids.items()}
         finished = all(
-            state in TERMINAL_RUN_STATES for dag_id, state in run_states.items() if dag_id != CANCEL[0]
+            state in TERMINAL_RUN_STATES
+            for dag_id, state in run_states.items()
+            if dag_id not in (CANCEL[0], CLEAR[0])
         )
-        cancel_deferred = seen.states(CANCEL)[-1:] == ["deferred"]
-        return True if finished and cancel_deferred else None
+        waiting = seen.states(CANCEL)[-1:] == seen.states(CLEAR)[-1:] == ["deferred"]
+        return True if finished and waiting else None
 
     poll_until(settled, timeout=180, what="the e2e DAG runs to finish (and the cancel target to defer)")
     return seen

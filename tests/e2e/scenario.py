@@ -10,6 +10,7 @@ EXTRACTION = ("skyvern_scheduled_extraction", "extract_products")
 FAN_OUT = ("skyvern_fan_out", "cheapest_product")
 FAILURE = ("skyvern_e2e_failure", "find_invoice")
 CANCEL = ("skyvern_e2e_cancel", "crawl_forever")
+CLEAR = ("skyvern_e2e_clear", "reextract")
 EXAMPLE_DAG_IDS = frozenset({"skyvern_scheduled_extraction", "skyvern_fan_out", "skyvern_long_run"})
 EMULATOR_RUN_SECONDS = 10.0
 

@@ -6,9 +6,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from airflow_harness import Stack, poll_until
+from airflow_harness import TERMINAL_RUN_STATES, Stack, poll_until
 
-from .scenario import CANCEL, EXAMPLE_DAG_IDS, EXTRACTION, FAILURE, FAN_OUT, Observed
+from .scenario import CANCEL, CLEAR, EXAMPLE_DAG_IDS, EXTRACTION, FAILURE, FAN_OUT, Observed
 
 pytestmark = pytest.mark.e2e
 
@@ -137,3 +137,35 @@ def _unsigned(url: str) -> str:
 def _cancel_requests(runs: list[dict[str, Any]], run_id: str) -> int:
     (run,) = [run for run in runs if run["run_id"] == run_id]
     return int(run.get("cancel_requests", 0))
+
+
+def test_clearing_a_deferred_task_cancels_its_run_and_the_new_try_starts_one_new_run(
+    stack: Stack, observed: Observed
+) -> None:
+    """Issue 7, 6: the new try never reattaches to the run its old trigger is canceling."""
+    assert stack.emulator is not None
+    emulator = stack.emulator
+    dag_id, task_id = CLEAR
+    first = _xcom_run_id(stack, observed, CLEAR)
+    assert observed.states(CLEAR)[-1] == "deferred"
+
+    stack.airflow.clear_task(dag_id, observed.run_id(CLEAR), task_id)
+
+    poll_until(
+        lambda: (
+            True
+            if stack.airflow.dag_run_state(dag_id, observed.run_id(CLEAR)) in TERMINAL_RUN_STATES
+            else None
+        ),
+        timeout=120,
+        what=f"{dag_id} to finish after the clear",
+    )
+    ti = stack.airflow.task_instance(dag_id, observed.run_id(CLEAR), task_id)
+    runs = [run for run in emulator.runs() if "Extract the prices again" in run["request"]["prompt"]]
+    assert (ti["state"], ti["try_number"]) == ("success", 2)
+    assert runs[0]["run_id"] == first
+    assert len(runs) == 2
+    assert runs[0]["status"] == "canceled"
+    assert runs[0]["cancel_requests"] >= 1
+    assert runs[1]["status"] == "completed"
+    assert stack.airflow.xcom(dag_id, observed.run_id(CLEAR), task_id, "run_id") == runs[1]["run_id"]

@@ -1,4 +1,4 @@
-"""DAGs only the e2e tests trigger: a run the emulator fails, and one that runs long enough to be killed.
+"""DAGs only the e2e tests trigger: a run the emulator fails, and runs long enough to be killed or cleared.
 
 The ``[emulator ...]`` directive in the prompt picks the emulator's outcome and duration.
 """
@@ -28,6 +28,17 @@ with DAG(dag_id="skyvern_e2e_cancel", **COMMON):
         task_id="crawl_forever",
         prompt="Read every page of the archive [emulator seconds=600]",
         url="https://example.com/archive",
+        deferrable=True,
+        poll_interval=1,
+        retries=0,
+    )
+
+with DAG(dag_id="skyvern_e2e_clear", **COMMON):
+    SkyvernRunTaskOperator(
+        task_id="reextract",
+        # the first try's run would last 10 minutes; the try after the clear gets a short one
+        prompt="Extract the prices again [emulator seconds={{ 600 if ti.try_number == 1 else 5 }}]",
+        url="https://example.com/prices",
         deferrable=True,
         poll_interval=1,
         retries=0,
