@@ -57,6 +57,11 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "Timeout of one HTTP request to Skyvern. Default 60.",
                         "schema": {"type": ["number", "null"], "minimum": 1},
                     },
+                    "total_timeout": {
+                        "label": "Call time budget (s)",
+                        "description": "Longest time one call may take, every retry and wait included. Default 180.",
+                        "schema": {"type": ["number", "null"], "minimum": 1},
+                    },
                     "max_retries": {
                         "label": "Retry budget",
                         "description": "Retries of one request on network errors, 429 and 5xx. Default 5.",

@@ -17,24 +17,27 @@ MAX_DETAIL_CHARS = 300
 
 
 class SkyvernError(AirflowException):
-    """Base class; ``retryable`` tells whether trying the same read again later may succeed."""
+    """Base class. Whether an error is worth retrying is decided in one place, ``hooks.retry``."""
 
-    retryable: bool = False
+    def reworded(self, message: str) -> SkyvernError:
+        """The same error (same class, same fields) with a message that adds what the caller knows."""
+        self.args = (message,)
+        return self
 
 
 class SkyvernTransportError(SkyvernError):
-    """No usable HTTP answer (connect/read failure, timeout, reset)."""
+    """No usable HTTP answer (connect/read failure, timeout, reset); names the server it tried."""
 
-    retryable = True
-
-    def __init__(self, method: str, path: str, cause: BaseException, *, request_sent: bool) -> None:
+    def __init__(
+        self, method: str, path: str, cause: BaseException, *, request_sent: bool, base_url: str = ""
+    ) -> None:
         self.method = method
         self.path = path
         self.request_sent = request_sent
         what = type(cause).__name__
-        reason = _one_line(str(cause)) or "no detail"
+        reason = one_line(str(cause)) or "no detail"
         stage = "after the request was sent" if request_sent else "before the request was sent"
-        super().__init__(f"Skyvern {method} {path} failed {stage}: {what}: {reason}")
+        super().__init__(f"Skyvern {method} {base_url}{path} failed {stage}: {what}: {reason}")
 
 
 class SkyvernResponseError(SkyvernError):
@@ -43,7 +46,7 @@ class SkyvernResponseError(SkyvernError):
     def __init__(self, method: str, path: str, problem: str) -> None:
         self.method = method
         self.path = path
-        super().__init__(f"Skyvern {method} {path} returned an unreadable response: {_one_line(problem)}")
+        super().__init__(f"Skyvern {method} {path} returned an unreadable response: {one_line(problem)}")
 
 
 class SkyvernHTTPError(SkyvernError):
@@ -76,7 +79,11 @@ class SkyvernAuthError(SkyvernHTTPError):
 
 
 class SkyvernNotFoundError(SkyvernHTTPError):
-    pass
+    """404. FastAPI's bare ``Not Found`` means no such endpoint: the base URL is wrong, not the id."""
+
+    @property
+    def no_such_endpoint(self) -> bool:
+        return self.detail == "Not Found"
 
 
 class SkyvernBadRequestError(SkyvernHTTPError):
@@ -99,12 +106,11 @@ class SkyvernConflictError(SkyvernHTTPError):
 
 
 class SkyvernRateLimitError(SkyvernHTTPError):
-    retryable = True
     hint = "rate limited; lower the DAG's concurrency or raise the connection's retry budget"
 
 
 class SkyvernServerError(SkyvernHTTPError):
-    retryable = True
+    pass
 
 
 _BY_STATUS: dict[int, type[SkyvernHTTPError]] = {
@@ -135,15 +141,15 @@ def describe_error_body(body: Any, text: str) -> str:
                     parts.append(f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", "")))
                 else:
                     parts.append(str(item))
-            return _one_line("; ".join(parts))
+            return one_line("; ".join(parts))
         if detail is not None:
-            return _one_line(detail if isinstance(detail, str) else json.dumps(detail))
+            return one_line(detail if isinstance(detail, str) else json.dumps(detail))
         if body.get("error") is not None:
-            return _one_line(str(body["error"]))
+            return one_line(str(body["error"]))
     if _looks_like_html(text):
         title = re.search(r"<title[^>]*>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
-        return _one_line(f"HTML page: {title.group(1)}" if title else "an HTML page (no detail)")
-    return _one_line(text) or "empty body"
+        return one_line(f"HTML page: {title.group(1)}" if title else "an HTML page (no detail)")
+    return one_line(text) or "empty body"
 
 
 def _looks_like_html(text: str) -> bool:
@@ -151,6 +157,7 @@ def _looks_like_html(text: str) -> bool:
     return head.startswith("<!doctype html") or head.startswith("<html")
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """Whitespace collapsed, trimmed to ``MAX_DETAIL_CHARS``: a task error stays one readable line."""
     flat = " ".join(text.split())
     return flat if len(flat) <= MAX_DETAIL_CHARS else flat[: MAX_DETAIL_CHARS - 1] + "…"

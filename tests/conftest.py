@@ -53,3 +53,47 @@ def openapi() -> dict[str, object]:
     if not OPENAPI_PATH.is_file():
         pytest.skip(f"Skyvern's openapi.json not found at {OPENAPI_PATH} (set SKYVERN_OPENAPI_PATH)")
     return json.loads(OPENAPI_PATH.read_text())  # type: ignore[no-any-return]
+
+
+class FastClock:
+    """Patches the provider's :class:`Clock`: real time, but no wait lasts over 1 ms; waits are recorded."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import asyncio
+        import time
+
+        from airflow_provider_skyvern.hooks.clock import Clock
+
+        self.waits: list[float] = []
+
+        def sleep(_: Clock, seconds: float) -> None:
+            self.waits.append(seconds)
+            time.sleep(min(max(seconds, 0.0), 0.001))
+
+        async def asleep(_: Clock, seconds: float) -> None:
+            self.waits.append(seconds)
+            await asyncio.sleep(min(max(seconds, 0.0), 0.001))
+
+        monkeypatch.setattr(Clock, "sleep", sleep)
+        monkeypatch.setattr(Clock, "asleep", asleep)
+
+
+@pytest.fixture
+def fast_clock(monkeypatch: pytest.MonkeyPatch) -> FastClock:
+    return FastClock(monkeypatch)
+
+
+from airflow_provider_skyvern.hooks.clock import Clock  # noqa: E402 - after AIRFLOW_HOME is set
+
+
+class InstantClock(Clock):
+    """A :class:`Clock` to inject (``SkyvernHook(clock=...)``): real time, waits return at once, recorded."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        self.waits.append(seconds)

@@ -19,7 +19,7 @@ from airflow_provider_skyvern.models import (
     WorkflowRunRequest,
     WorkflowRunResponse,
 )
-from tests.conftest import API_KEY, BASE_URL, set_connection
+from tests.conftest import API_KEY, BASE_URL, InstantClock, set_connection
 from tests.payloads import (
     artifact,
     browser_session,
@@ -422,8 +422,7 @@ def test_test_connection_reports_a_rejected_key(respx_mock: respx.MockRouter) ->
 @respx.mock(base_url=BASE_URL)
 def test_test_connection_reports_other_failures(respx_mock: respx.MockRouter) -> None:
     respx_mock.get("/v1/runs").mock(side_effect=httpx.ConnectError("Connection refused"))
-    hook = SkyvernHook()
-    hook._sleep = lambda seconds: None  # type: ignore[method-assign]
+    hook = SkyvernHook(clock=InstantClock())
     ok, message = hook.test_connection()
     assert not ok
     assert "ConnectError: Connection refused" in message

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 import respx
@@ -18,7 +20,7 @@ from airflow_provider_skyvern.exceptions import (
     SkyvernTransportError,
 )
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
-from tests.conftest import API_KEY, BASE_URL
+from tests.conftest import API_KEY, BASE_URL, InstantClock
 
 pytestmark = pytest.mark.usefixtures("skyvern_conn")
 
@@ -81,13 +83,13 @@ ERROR_CASES: list[tuple[str, httpx.Response | Exception, type[SkyvernError], str
         "server error",
         httpx.Response(500, json={"error": "Unexpected error: RuntimeError"}),
         SkyvernServerError,
-        "Skyvern GET /v1/runs/tsk_1 -> HTTP 500: Unexpected error: RuntimeError",
+        "Skyvern GET /v1/runs/tsk_1 -> HTTP 500: Unexpected error: RuntimeError; gave up after 4 attempts in <s> s",
     ),
     (
         "proxy HTML page",
         httpx.Response(502, text=HTML_PAGE, headers={"content-type": "text/html"}),
         SkyvernServerError,
-        "Skyvern GET /v1/runs/tsk_1 -> HTTP 502: HTML page: 502 Bad Gateway",
+        "Skyvern GET /v1/runs/tsk_1 -> HTTP 502: HTML page: 502 Bad Gateway; gave up after 4 attempts in <s> s",
     ),
     (
         "unexpected status",
@@ -99,13 +101,15 @@ ERROR_CASES: list[tuple[str, httpx.Response | Exception, type[SkyvernError], str
         "server unreachable",
         httpx.ConnectError("[Errno 111] Connection refused"),
         SkyvernTransportError,
-        "Skyvern GET /v1/runs/tsk_1 failed before the request was sent: ConnectError: [Errno 111] Connection refused",
+        "Skyvern GET https://skyvern.test/v1/runs/tsk_1 failed before the request was sent: ConnectError: "
+        "[Errno 111] Connection refused; gave up after 4 attempts in <s> s",
     ),
     (
         "read timeout",
         httpx.ReadTimeout("The read operation timed out"),
         SkyvernTransportError,
-        "Skyvern GET /v1/runs/tsk_1 failed after the request was sent: ReadTimeout: The read operation timed out",
+        "Skyvern GET https://skyvern.test/v1/runs/tsk_1 failed after the request was sent: ReadTimeout: "
+        "The read operation timed out; gave up after 4 attempts in <s> s",
     ),
     (
         "not JSON",
@@ -134,14 +138,13 @@ def test_error_message(
     message: str,
 ) -> None:
     respx_mock.get("/v1/runs/tsk_1").mock(side_effect=lambda request: _raise_or_return(answer))
-    hook = SkyvernHook()
-    hook._sleep = lambda seconds: None  # type: ignore[method-assign]
+    hook = SkyvernHook(clock=InstantClock())
 
     with pytest.raises(error_class) as raised:
         hook.get_run("tsk_1")
 
     text = str(raised.value)
-    assert text == message
+    assert re.fullmatch(re.escape(message).replace("<s>", r"\d+\.\d"), text), text
     assert "\n" not in text
     assert len(text) < 400
     assert API_KEY not in text

@@ -16,7 +16,7 @@ from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.operators.reattach import STATE_KEY, run_tag
 from airflow_provider_skyvern.operators.skyvern import SkyvernRunFailedError, SkyvernRunTaskOperator
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
-from tests.conftest import API_KEY, BASE_URL
+from tests.conftest import API_KEY, BASE_URL, FastClock
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 from tests.payloads import run_list_item, task_run
 
@@ -35,9 +35,7 @@ OUTPUT = [{"name": "Widget A", "price": 29.99}]
 
 @pytest.fixture
 def no_waits(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(
-        "airflow_provider_skyvern.hooks.skyvern.SkyvernHook._sleep", lambda self, seconds: None
-    )
+    FastClock(monkeypatch)
 
 
 @pytest.fixture
@@ -326,7 +324,11 @@ def test_error_event_with_cancel_on_kill_false_leaves_the_run_and_says_so(skyver
 
 def test_deadline_says_when_the_cancel_failed(skyvern: respx.MockRouter) -> None:
     skyvern.post("/v1/runs/tsk_v2_1/cancel").respond(404, json={"detail": "Run not found tsk_v2_1"})
-    with pytest.raises(SkyvernRunFailedError, match=r"canceling it failed, it may still be going$"):
+    with pytest.raises(
+        SkyvernRunFailedError,
+        match=r"did not finish within timeout=1800s \(last status running, step 4\); canceling it failed "
+        r"\(Skyvern POST /v1/runs/tsk_v2_1/cancel -> HTTP 404: Run not found tsk_v2_1\), it may still be going$",
+    ):
         operator().execute_complete(deferred_context(), event("deadline", "running"))
 
 
@@ -599,8 +601,10 @@ def test_a_failed_lookup_after_an_ambiguous_post_fails_the_try(skyvern: respx.Mo
 def test_a_post_refused_before_any_work_forgets_the_submission(skyvern: respx.MockRouter) -> None:
     skyvern.post("/v1/run/tasks").respond(422, json={"detail": [{"loc": ["body", "url"], "msg": "bad"}]})
     store = FakeStateStore()
-    with pytest.raises(SkyvernError, match="HTTP 422: url: bad"):
-        operator().execute(make_context(store))
+    with pytest.raises(
+        AirflowFailException, match=r"^Skyvern refused to start the run: .*HTTP 422: url: bad"
+    ):
+        operator().execute(make_context(store))  # a retry would be refused the same way
     assert store.values == {}
 
 

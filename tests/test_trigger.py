@@ -12,7 +12,7 @@ import pytest
 import respx
 
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
-from tests.conftest import API_KEY, BASE_URL, set_connection
+from tests.conftest import API_KEY, BASE_URL, FastClock, set_connection
 from tests.payloads import task_run
 
 RUN = "/v1/runs/tsk_v2_1"
@@ -23,10 +23,7 @@ def no_retry_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retry budget 1 so an outage reaches the trigger quickly; the hook's waits are skipped."""
     set_connection(monkeypatch, extra={"max_retries": 1})
 
-    async def no_sleep(self: Any, seconds: float) -> None:
-        return None
-
-    monkeypatch.setattr("airflow_provider_skyvern.hooks.skyvern.SkyvernHook._asleep", no_sleep)
+    FastClock(monkeypatch)
 
 
 def make_trigger(deadline_in: float = 60, poll_interval: float = 0.001) -> SkyvernRunTrigger:
@@ -57,6 +54,7 @@ def test_serialize_round_trip_holds_only_ids_numbers_and_no_key() -> None:
         "poll_interval": 7.0,
         "skyvern_conn_id": "sky",
         "cancel_on_kill": True,
+        "limit": None,
     }
     assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)
     assert API_KEY not in repr(kwargs) + repr(trigger)
@@ -95,6 +93,7 @@ async def test_polls_until_completed_logging_each_change(
             "run_status": "completed",
             "step_count": 3,
             "message": None,
+            "limit": None,
         }
     ]
     assert route.call_count == 5
@@ -116,7 +115,14 @@ async def test_every_final_status_ends_with_one_terminal_event(
     respx_mock.get(RUN).respond(200, json=task_run("tsk_v2_1", status, step_count=4))
     events = await events_of(make_trigger())
     assert events == [
-        {"kind": "terminal", "run_id": "tsk_v2_1", "run_status": status, "step_count": 4, "message": None}
+        {
+            "kind": "terminal",
+            "run_id": "tsk_v2_1",
+            "run_status": status,
+            "step_count": 4,
+            "message": None,
+            "limit": None,
+        }
     ]
 
 
@@ -172,7 +178,14 @@ async def test_deadline_ends_a_run_that_is_not_final_never_with_success(
     respx_mock.get(RUN).respond(200, json=task_run("tsk_v2_1", status, step_count=5))
     events = await events_of(make_trigger(deadline_in=0.05))
     assert events == [
-        {"kind": "deadline", "run_id": "tsk_v2_1", "run_status": status, "step_count": 5, "message": None}
+        {
+            "kind": "deadline",
+            "run_id": "tsk_v2_1",
+            "run_status": status,
+            "step_count": 5,
+            "message": None,
+            "limit": None,
+        }
     ]
 
 

@@ -1,19 +1,20 @@
 """SkyvernHook: the only module that speaks HTTP to Skyvern.
 
 Each endpoint is described once as an :class:`ApiCall` (method, path, body, parser, whether it creates a
-billable resource); a sync and an async executor send it through one shared ``httpx`` client per hook,
-under the retry policy of :mod:`airflow_provider_skyvern.hooks.retry`.
+billable resource); a sync and an async executor send it through one ``httpx`` client per hook (the async
+one per event loop), under the retry policy and time budget of :mod:`airflow_provider_skyvern.hooks.retry`.
+The API key travels only through :class:`ApiKeyAuth`, never in a client's default headers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
+import anyio
 import httpx
 from pydantic import TypeAdapter, ValidationError
 from tenacity import AsyncRetrying, Retrying
@@ -29,12 +30,14 @@ from airflow_provider_skyvern.compat import BaseHook
 from airflow_provider_skyvern.exceptions import (
     SkyvernAuthError,
     SkyvernError,
+    SkyvernNotFoundError,
     SkyvernResponseError,
     SkyvernTransportError,
     describe_error_body,
     http_error_class,
 )
-from airflow_provider_skyvern.hooks.retry import retry_arguments
+from airflow_provider_skyvern.hooks.clock import SYSTEM_CLOCK, Clock
+from airflow_provider_skyvern.hooks.retry import CallBudget, retry_arguments
 from airflow_provider_skyvern.models import (
     Artifact,
     ArtifactType,
@@ -61,6 +64,9 @@ QueryParams = list[tuple[str, str | int | float | bool | None]]
 
 DEFAULT_REQUEST_TIMEOUT = 60.0
 DEFAULT_MAX_RETRIES = 5
+DEFAULT_TOTAL_TIMEOUT = 180.0
+KILL_CANCEL_TIMEOUT = 3.0
+"""A cancel sent while the task is being killed: one attempt, well inside the supervisor's 5 s grace."""
 USER_AGENT = f"airflow-provider-skyvern/{__version__}"
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]", "0.0.0.0")  # noqa: S104 - a host name, not a bind
 # Errors httpx raises before any byte of the request left this machine: a retry cannot duplicate work.
@@ -89,6 +95,8 @@ class ConnectionSettings:
     api_key: str = field(repr=False)
     request_timeout: float
     max_retries: int
+    total_timeout: float = DEFAULT_TOTAL_TIMEOUT
+    """Seconds one call may take, every retry and wait included."""
 
     @classmethod
     def from_connection(cls, conn: Connection) -> ConnectionSettings:
@@ -97,12 +105,33 @@ class ConnectionSettings:
                 f"Skyvern connection {conn.conn_id!r} has no API key: set its password (API key) field"
             )
         extra = conn.extra_dejson
+        base_url = _base_url(conn.host, conn.port)
+        if base_url.endswith("/v1"):
+            raise SkyvernError(
+                f"Skyvern connection {conn.conn_id!r}: base URL {base_url} ends in /v1, but the provider adds "
+                f"/v1 itself; set the host to {base_url.removesuffix('/v1')}"
+            )
         return cls(
-            base_url=_base_url(conn.host, conn.port),
+            base_url=base_url,
             api_key=conn.password,
             request_timeout=_extra_number(extra, "request_timeout", DEFAULT_REQUEST_TIMEOUT, conn.conn_id),
             max_retries=int(_extra_number(extra, "max_retries", DEFAULT_MAX_RETRIES, conn.conn_id)),
+            total_timeout=_extra_number(extra, "total_timeout", DEFAULT_TOTAL_TIMEOUT, conn.conn_id),
         )
+
+
+class ApiKeyAuth(httpx.Auth):
+    """Adds ``x-api-key`` to each request as it is sent: no client or hook attribute holds the header."""
+
+    def __init__(self, api_key: str) -> None:
+        self._api_key = api_key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["x-api-key"] = self._api_key
+        yield request
+
+    def __repr__(self) -> str:
+        return "ApiKeyAuth(x-api-key=***)"
 
 
 def _base_url(host: str | None, port: int | None) -> str:
@@ -163,10 +192,13 @@ class SkyvernHook(BaseHook):
     Talks to Skyvern Cloud or a self-hosted Skyvern with the API key of an Airflow connection.
 
     Every call exists in a sync form (``get_run``) and an async form (``aget_run``) for triggers. The hook
-    keeps one ``httpx.Client`` and one ``httpx.AsyncClient``, created on first use; close them with
-    :meth:`close` / :meth:`aclose` (or use the hook as a context manager).
+    keeps one ``httpx.Client`` and one ``httpx.AsyncClient`` per event loop, created on first use; close
+    them with :meth:`close` / :meth:`aclose` (or use the hook as a context manager). A call gives up after
+    the connection's ``total_timeout`` (retries and waits included) or at its ``deadline``, whichever is
+    first.
 
     :param skyvern_conn_id: Airflow connection of type ``skyvern``.
+    :param clock: what the hook reads the time from and sleeps on (tests pass their own).
     """
 
     conn_name_attr = "skyvern_conn_id"
@@ -174,12 +206,14 @@ class SkyvernHook(BaseHook):
     conn_type = CONN_TYPE
     hook_name = "Skyvern"
 
-    def __init__(self, skyvern_conn_id: str = DEFAULT_CONN_ID) -> None:
+    def __init__(self, skyvern_conn_id: str = DEFAULT_CONN_ID, *, clock: Clock = SYSTEM_CLOCK) -> None:
         super().__init__()
         self.skyvern_conn_id = skyvern_conn_id
+        self.clock = clock
         self._settings: ConnectionSettings | None = None
         self._client: httpx.Client | None = None
         self._async_client: httpx.AsyncClient | None = None
+        self._async_client_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"SkyvernHook(skyvern_conn_id={self.skyvern_conn_id!r})"
@@ -197,9 +231,8 @@ class SkyvernHook(BaseHook):
     def settings(self) -> ConnectionSettings:
         """Resolved synchronously; async code must call :meth:`aget_settings` first."""
         if self._settings is None:
-            self._settings = self._register(
-                ConnectionSettings.from_connection(self.get_connection(self.skyvern_conn_id))
-            )
+            # Airflow's connection lookup registers the key with the log masker (sync and async alike).
+            self._settings = ConnectionSettings.from_connection(self.get_connection(self.skyvern_conn_id))
         return self._settings
 
     async def aget_settings(self) -> ConnectionSettings:
@@ -208,21 +241,17 @@ class SkyvernHook(BaseHook):
                 conn = await self.aget_connection(self.skyvern_conn_id)
             else:  # pragma: no cover - Airflow 3.0 has no async connection lookup
                 conn = await asyncio.to_thread(self.get_connection, self.skyvern_conn_id)
-            self._settings = self._register(ConnectionSettings.from_connection(conn))
+            self._settings = ConnectionSettings.from_connection(conn)
         return self._settings
 
     @staticmethod
-    def _register(settings: ConnectionSettings) -> ConnectionSettings:
-        _mask(settings.api_key)
-        return settings
-
-    def _client_options(self, settings: ConnectionSettings) -> dict[str, Any]:
+    def _client_options(settings: ConnectionSettings) -> dict[str, Any]:
         return {
             "base_url": settings.base_url,
-            # x-api-key is Skyvern's auth header. Redirects are not followed: httpx would forward this
-            # custom header to whatever host a redirect names.
-            "headers": {"x-api-key": settings.api_key, "User-Agent": USER_AGENT},
+            "auth": ApiKeyAuth(settings.api_key),
+            "headers": {"User-Agent": USER_AGENT},
             "timeout": httpx.Timeout(settings.request_timeout),
+            # Not followed: the key would go to whatever host a redirect names.
             "follow_redirects": False,
         }
 
@@ -232,8 +261,12 @@ class SkyvernHook(BaseHook):
         return self._client
 
     async def aget_conn(self) -> httpx.AsyncClient:
-        if self._async_client is None:
-            self._async_client = httpx.AsyncClient(**self._client_options(await self.aget_settings()))
+        """The client of the running event loop; a client made on another loop is never reused."""
+        settings = await self.aget_settings()
+        loop = asyncio.get_running_loop()  # from here on no await: concurrent first calls share one client
+        if self._async_client is None or self._async_client_loop is not loop:
+            self._async_client = httpx.AsyncClient(**self._client_options(settings))
+            self._async_client_loop = loop
         return self._async_client
 
     def close(self) -> None:
@@ -242,9 +275,10 @@ class SkyvernHook(BaseHook):
             self._client = None
 
     async def aclose(self) -> None:
-        if self._async_client is not None:
-            await self._async_client.aclose()
-            self._async_client = None
+        client, self._async_client = self._async_client, None
+        if client is not None and self._async_client_loop is asyncio.get_running_loop():
+            await client.aclose()
+        self._async_client_loop = None
 
     def __enter__(self) -> SkyvernHook:
         return self
@@ -260,56 +294,81 @@ class SkyvernHook(BaseHook):
 
     # ---- executors ----------------------------------------------------------------------------------
 
-    def _sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-    def pause(self, seconds: float) -> None:
-        """Blocking wait between polls or lookups (the same clock the retry policy sleeps on)."""
-        self._sleep(seconds)
-
-    async def _asleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-    def call(self, api_call: ApiCall[T]) -> T:
-        """Send ``api_call`` synchronously under the retry policy and parse the answer."""
+    def call(self, api_call: ApiCall[T], *, deadline: float | None = None) -> T:
+        """Send ``api_call`` under the retry policy, within ``total_timeout`` and ``deadline`` (Unix time)."""
+        settings = self.settings
         client = self.get_conn()
+        budget = CallBudget.start(self.clock, settings.total_timeout, deadline)
         retrying = Retrying(
-            sleep=self._sleep,
+            sleep=self.clock.sleep,
             **retry_arguments(
-                creates=api_call.creates, max_retries=self.settings.max_retries, logger=self.log
+                creates=api_call.creates, max_retries=settings.max_retries, budget=budget, logger=self.log
             ),
         )
-        response: httpx.Response = retrying(self._send_once, client, api_call)
+
+        def attempt() -> httpx.Response:
+            timeout = budget.attempt_timeout(settings.request_timeout)
+            try:
+                response = client.request(**_request_arguments(api_call), timeout=timeout)
+            except httpx.TransportError as exc:
+                raise _transport_error(api_call, exc, settings.base_url) from None
+            _raise_for_status(api_call, response, settings.base_url)
+            return response
+
+        try:
+            response: httpx.Response = retrying(attempt)
+        except SkyvernError as exc:
+            raise _gave_up(exc, retrying.statistics, budget) from None
         return _parse(api_call, response)
 
-    async def acall(self, api_call: ApiCall[T]) -> T:
-        """Send ``api_call`` asynchronously under the retry policy and parse the answer."""
-        client = await self.aget_conn()
+    async def acall(self, api_call: ApiCall[T], *, deadline: float | None = None) -> T:
+        """:meth:`call` for the event loop; each attempt is also cut off at its timeout as a whole."""
         settings = await self.aget_settings()
+        client = await self.aget_conn()
+        budget = CallBudget.start(self.clock, settings.total_timeout, deadline)
         retrying = AsyncRetrying(
-            sleep=self._asleep,
-            **retry_arguments(creates=api_call.creates, max_retries=settings.max_retries, logger=self.log),
+            sleep=self.clock.asleep,
+            **retry_arguments(
+                creates=api_call.creates, max_retries=settings.max_retries, budget=budget, logger=self.log
+            ),
         )
-        response: httpx.Response = await retrying(self._asend_once, client, api_call)
+
+        async def attempt() -> httpx.Response:
+            timeout = budget.attempt_timeout(settings.request_timeout)
+            try:
+                # anyio, not asyncio.wait_for: on Python < 3.12 wait_for can swallow the triggerer's cancel
+                with anyio.fail_after(timeout):
+                    response = await client.request(**_request_arguments(api_call), timeout=timeout)
+            except httpx.TransportError as exc:
+                raise _transport_error(api_call, exc, settings.base_url) from None
+            except TimeoutError:  # a server trickling bytes: httpx times each read, not the whole
+                raise _transport_error(
+                    api_call,
+                    httpx.ReadTimeout(f"no complete answer within {timeout:.1f} s"),
+                    settings.base_url,
+                ) from None
+            _raise_for_status(api_call, response, settings.base_url)
+            return response
+
+        try:
+            response: httpx.Response = await retrying(attempt)
+        except SkyvernError as exc:
+            raise _gave_up(exc, retrying.statistics, budget) from None
         return _parse(api_call, response)
 
-    @staticmethod
-    def _send_once(client: httpx.Client, api_call: ApiCall[Any]) -> httpx.Response:
-        try:
-            response = client.request(**_request_arguments(api_call))
-        except httpx.TransportError as exc:
-            raise _transport_error(api_call, exc) from None
-        _raise_for_status(api_call, response)
-        return response
-
-    @staticmethod
-    async def _asend_once(client: httpx.AsyncClient, api_call: ApiCall[Any]) -> httpx.Response:
-        try:
-            response = await client.request(**_request_arguments(api_call))
-        except httpx.TransportError as exc:
-            raise _transport_error(api_call, exc) from None
-        _raise_for_status(api_call, response)
-        return response
+    def cancel_run_at_once(self, run_id: str, timeout: float = KILL_CANCEL_TIMEOUT) -> None:
+        """
+        One cancel attempt on a fresh client, no retries: for ``on_kill``, which runs in a signal handler
+        that may have interrupted this hook's own client mid-request (its pool lock is not reentrant).
+        """
+        settings = self.settings
+        api_call = _cancel_run_call(run_id)
+        with httpx.Client(**self._client_options(settings)) as client:
+            try:
+                response = client.request(**_request_arguments(api_call), timeout=timeout)
+            except httpx.TransportError as exc:
+                raise _transport_error(api_call, exc, settings.base_url) from None
+        _raise_for_status(api_call, response, settings.base_url)
 
     # ---- endpoints (sync) ---------------------------------------------------------------------------
 
@@ -328,8 +387,9 @@ class SkyvernHook(BaseHook):
         """Start a workflow run (``POST /v1/run/workflows``)."""
         return self.call(_run_workflow_call(request, user_agent, max_steps_override, template))
 
-    def get_run(self, run_id: str) -> RunResponse:
-        return self.call(_get_run_call(run_id))
+    def get_run(self, run_id: str, *, deadline: float | None = None) -> RunResponse:
+        """``deadline`` (Unix time) bounds the call, retries included, for a wait that must end on time."""
+        return self.call(_get_run_call(run_id), deadline=deadline)
 
     def cancel_run(self, run_id: str) -> None:
         self.call(_cancel_run_call(run_id))
@@ -382,8 +442,8 @@ class SkyvernHook(BaseHook):
     ) -> WorkflowRunResponse:
         return await self.acall(_run_workflow_call(request, user_agent, max_steps_override, template))
 
-    async def aget_run(self, run_id: str) -> RunResponse:
-        return await self.acall(_get_run_call(run_id))
+    async def aget_run(self, run_id: str, *, deadline: float | None = None) -> RunResponse:
+        return await self.acall(_get_run_call(run_id), deadline=deadline)
 
     async def acancel_run(self, run_id: str) -> None:
         await self.acall(_cancel_run_call(run_id))
@@ -550,10 +610,25 @@ def _request_arguments(api_call: ApiCall[Any]) -> dict[str, Any]:
     }
 
 
-def _transport_error(api_call: ApiCall[Any], exc: httpx.TransportError) -> SkyvernTransportError:
+def _transport_error(
+    api_call: ApiCall[Any], exc: httpx.TransportError, base_url: str
+) -> SkyvernTransportError:
     return SkyvernTransportError(
-        api_call.method, api_call.path, exc, request_sent=not isinstance(exc, _NOT_SENT_ERRORS)
+        api_call.method,
+        api_call.path,
+        exc,
+        request_sent=not isinstance(exc, _NOT_SENT_ERRORS),
+        base_url=base_url,
     )
+
+
+def _gave_up(exc: SkyvernError, statistics: dict[str, Any], budget: CallBudget) -> SkyvernError:
+    """The last error, saying how long the call tried when it tried more than once or ran out of time."""
+    attempts = int(statistics.get("attempt_number", 1))
+    if attempts <= 1 and not budget.used_up:
+        return exc
+    plural = "s" if attempts > 1 else ""
+    return exc.reworded(f"{exc}; gave up after {attempts} attempt{plural} in {budget.elapsed():.1f} s")
 
 
 def _json_or_none(response: httpx.Response) -> Any:
@@ -571,12 +646,12 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None  # an HTTP-date: fall back to our own backoff
 
 
-def _raise_for_status(api_call: ApiCall[Any], response: httpx.Response) -> None:
+def _raise_for_status(api_call: ApiCall[Any], response: httpx.Response, base_url: str) -> None:
     if response.is_success:
         return
     body = _json_or_none(response)
     error_class = http_error_class(response.status_code)
-    raise error_class(
+    error = error_class(
         api_call.method,
         api_call.path,
         response.status_code,
@@ -584,6 +659,12 @@ def _raise_for_status(api_call: ApiCall[Any], response: httpx.Response) -> None:
         retry_after=_retry_after(response),
         body=body,
     )
+    if isinstance(error, SkyvernNotFoundError) and error.no_such_endpoint:
+        raise error.reworded(
+            f"{error} (no such endpoint at {base_url}: check the Skyvern connection's base URL, which is "
+            "the server's root without /v1)"
+        )
+    raise error
 
 
 def _parse(api_call: ApiCall[T], response: httpx.Response) -> T:
@@ -606,10 +687,3 @@ def _parse(api_call: ApiCall[T], response: httpx.Response) -> T:
             api_call.path,
             f"{exc.error_count()} field error(s), first {location}: {first['msg']}",
         ) from None
-
-
-def _mask(secret: str) -> None:
-    """Register the key with Airflow's log masker so it never appears in a task log."""
-    from airflow.sdk.log import mask_secret
-
-    mask_secret(secret)

@@ -14,12 +14,14 @@ APP_URL_XCOM_KEY = "app_url"
 
 
 class SkyvernRunLink(BaseOperatorLink):
-    """Reads the app URL the operator pushed before deferring, so the link works while the task waits."""
+    """
+    Airflow 3 resolves links in the worker when a try ends or defers, on the live operator, and stores
+    the result: so the link is the operator's ``skyvern_app_url``, with no XCom lookup (and no "XCom not
+    found" error logged for a task that failed before any run existed). Empty until a run exists.
+    """
 
     name = "Skyvern run"
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        url = XCom.get_value(key=APP_URL_XCOM_KEY, ti_key=ti_key)
+        url = getattr(operator, "skyvern_app_url", None)
         return url if isinstance(url, str) else ""

@@ -28,15 +28,15 @@ from airflow_provider_skyvern.operators.reattach import (
 NOT_SUBMITTING = "not starting another run while that is unknown; the next try looks again"
 
 
-def cancel_run(hook: SkyvernHook, run_id: str, log: Any) -> bool:
-    """Best effort; says in the log what really happened."""
+def cancel_run(hook: SkyvernHook, run_id: str, log: Any) -> str:
+    """Best effort; returns what really happened, for the task's error message (also logged)."""
     try:
         hook.cancel_run(run_id)
-    except SkyvernError as exc:
+    except Exception as exc:
         log.warning("Could not cancel Skyvern run %s: %s", run_id, exc)
-        return False
+        return f"canceling it failed ({exc}), it may still be going"
     log.info("Canceled Skyvern run %s", run_id)
-    return True
+    return "it was canceled"
 
 
 def _when(unix: float) -> str:
@@ -55,7 +55,7 @@ class RunClaim:
         self.hook = hook
         self.log = log
         self.ledger = SubmissionLedger(context if reattach else {})
-        self.finder = RunFinder(hook, hook.pause)
+        self.finder = RunFinder(hook, hook.clock.sleep)
         self.request = request
         self.submission: Submission | None = None
         if reattach:

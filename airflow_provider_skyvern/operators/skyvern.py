@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from airflow.sdk import BaseOperator
+from pydantic import ValidationError
 
 from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.compat import AirflowException, AirflowFailException, conf
-from airflow_provider_skyvern.exceptions import SkyvernError
+from airflow_provider_skyvern.exceptions import SkyvernBadRequestError, SkyvernError, one_line
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.links.skyvern import APP_URL_XCOM_KEY, SkyvernRunLink
 from airflow_provider_skyvern.models import RunResponse, RunStatus, TaskRunRequest
 from airflow_provider_skyvern.operators import validation as check
 from airflow_provider_skyvern.operators.claim import RunClaim, cancel_run
-from airflow_provider_skyvern.operators.reattach import SubmissionLedger, keeps_title
+from airflow_provider_skyvern.operators.reattach import RunStateUnknown, SubmissionLedger, keeps_title
 from airflow_provider_skyvern.triggers.events import RunEvent
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 from airflow_provider_skyvern.triggers.waiting import RunWatch
@@ -45,7 +46,8 @@ class SkyvernRunTaskOperator(BaseOperator):
     :param data_extraction_schema: JSON Schema of the output: a dict, a JSON string, or a pydantic model class.
     :param proxy_location: a ProxyLocation name, a geo target dict, or ``{"url": ...}`` (self-hosted).
     :param wait_for_completion: wait for the run and return its output (default); False returns the run id.
-    :param timeout: seconds to wait before the run is canceled and the task fails (default 1800).
+    :param timeout: seconds to wait before the run is canceled and the task fails (default 1800). A
+        shorter ``execution_timeout`` binds the same way, in both modes.
     :param poll_interval: seconds between status polls (default 10).
     :param deferrable: wait in the triggerer instead of a worker slot (default ``[operators] default_deferrable``).
     :param reattach: adopt the run an earlier try of this task instance started instead of paying for a
@@ -94,7 +96,7 @@ class SkyvernRunTaskOperator(BaseOperator):
     def __init__(
         self,
         *,
-        prompt: str,
+        prompt: str | None,
         url: str | None = None,
         engine: str | None = "skyvern_v2",
         max_steps: int | None = None,
@@ -153,53 +155,30 @@ class SkyvernRunTaskOperator(BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.output_validation = output_validation
         self.skyvern_conn_id = skyvern_conn_id
+        self.skyvern_app_url: str | None = None
+        """The run's page in Skyvern's UI once a run exists: what :class:`SkyvernRunLink` shows."""
         self._active_run_id: str | None = None
         try:
-            check.check_positive("timeout", timeout, integer=False)
-            check.check_positive("poll_interval", poll_interval, integer=False)
-            check.check_choice("output_validation", output_validation, ("warn", "fail"))
             if isinstance(data_extraction_schema, type):  # a pydantic model class cannot be templated
                 self.data_extraction_schema = check.normalize_schema(data_extraction_schema)
-            self._build_request(only_known=True)
+            _check_arguments({name: getattr(self, name) for name in _CHECKED_ARGUMENTS})
         except check.InvalidParameter as exc:
             raise ValueError(f"{type(self).__name__}(task_id={self.task_id!r}) {exc}") from None
 
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """``.partial(...).expand(...)`` builds no operator at parse time: check the partial values now."""
+        try:
+            _check_arguments({name: kwargs[name] for name in _CHECKED_ARGUMENTS if name in kwargs})
+        except check.InvalidParameter as exc:
+            raise ValueError(f"{cls.__name__}.partial(task_id={kwargs.get('task_id')!r}) {exc}") from None
+        return super().partial(**kwargs)
+
     # ---- request --------------------------------------------------------------------------------------
 
-    def _build_request(self, *, only_known: bool) -> TaskRunRequest:
-        """Checks every argument; with ``only_known`` (DAG parse time) templated ones are skipped."""
-
-        def value(name: str) -> Any:
-            raw = getattr(self, name)
-            return None if only_known and check.is_template(raw) else raw
-
-        fields: dict[str, Any] = {
-            "prompt": check.check_prompt(value("prompt")) if value("prompt") is not None else "-",
-            "url": check.check_url("url", value("url")),
-            "engine": check.check_engine(value("engine")),
-            "max_steps": check.check_positive("max_steps", self.max_steps),
-            "data_extraction_schema": check.normalize_schema(value("data_extraction_schema")),
-            "proxy_location": check.check_proxy_location(value("proxy_location")),
-            "browser_session_id": value("browser_session_id"),
-            "publish_workflow": self.publish_workflow,
-            "webhook_url": check.check_url("webhook_url", value("webhook_url")),
-            "error_code_mapping": check.check_string_map("error_code_mapping", value("error_code_mapping")),
-            "totp_identifier": value("totp_identifier"),
-            "totp_url": check.check_url("totp_url", value("totp_url")),
-            "title": value("title"),
-            "model": value("model"),
-            "extra_http_headers": check.check_string_map("extra_http_headers", value("extra_http_headers")),
-            "include_action_history_in_verification": self.include_action_history_in_verification,
-            "max_screenshot_scrolls": check.check_positive(
-                "max_screenshot_scrolls", self.max_screenshot_scrolls, allow_zero=True
-            ),
-            "browser_address": check.check_url(
-                "browser_address", value("browser_address"), ("http", "https", "ws", "wss")
-            ),
-            "run_with": check.check_choice("run_with", value("run_with"), check.RUN_WITH_VALUES),
-        }
-        check.check_user_agent(value("user_agent"))
-        return TaskRunRequest(**{name: v for name, v in fields.items() if v is not None})
+    def _build_request(self) -> TaskRunRequest:
+        """The rendered request; a bad value is a ``check.InvalidParameter`` naming the field."""
+        return _task_request({name: getattr(self, name) for name in _REQUEST_ARGUMENTS}, only_known=False)
 
     @cached_property
     def hook(self) -> SkyvernHook:
@@ -209,21 +188,28 @@ class SkyvernRunTaskOperator(BaseOperator):
 
     def execute(self, context: Any) -> Any:
         try:
-            request = self._build_request(only_known=False)
+            request = self._build_request()
         except check.InvalidParameter as exc:
             raise AirflowFailException(f"{type(self).__name__}: {exc} (after rendering templates)") from None
         claim = RunClaim(self.hook, context, request, reattach=self.reattach, log=self.log)
-        run = claim.earlier_run() or claim.submit(user_agent=self.user_agent)
-        self._active_run_id = run.run_id
-        context["ti"].xcom_push(key="run_id", value=run.run_id)
-        context["ti"].xcom_push(key=APP_URL_XCOM_KEY, value=run.app_url)
+        try:
+            run = claim.earlier_run()
+        except RunStateUnknown:  # already says what is known and what is not
+            raise
+        except SkyvernError as exc:
+            message = f"Looking for a Skyvern run an earlier try of this task started failed: {exc}"
+            raise exc.reworded(message) from None
+        if run is None:
+            run = self._submit(claim)
+        self._active_run_id, self.skyvern_app_url = run.run_id, run.app_url
+        self._push(context, run_id=run.run_id, **{APP_URL_XCOM_KEY: run.app_url})
 
         if not self.wait_for_completion:
             claim.handed_on()  # whoever waits now owns the run: a clear starts a new one, never adopts it
             return run.run_id
         if run.is_terminal:
             return self._finish(context, run)
-        deadline = time.time() + self.timeout
+        deadline, limit = self._deadline(context)
         if self.deferrable:
             self.defer(
                 trigger=SkyvernRunTrigger(
@@ -232,39 +218,82 @@ class SkyvernRunTaskOperator(BaseOperator):
                     poll_interval=self.poll_interval,
                     skyvern_conn_id=self.skyvern_conn_id,
                     cancel_on_kill=self.cancel_on_kill,
+                    limit=limit,
                 ),
                 method_name="execute_complete",
+                kwargs={"run_id": run.run_id, "app_url": run.app_url},
                 timeout=None,  # the deadline lives in the trigger, so a timeout still reaches execute_complete
             )
-        return self._handle_event(context, self._wait_blocking(run.run_id, deadline))
+        return self._handle_event(context, self._wait_blocking(run.run_id, deadline, limit))
 
-    def execute_complete(self, context: Any, event: Any = None) -> Any:
-        expected = context["ti"].xcom_pull(
-            task_ids=self.task_id, key="run_id", map_indexes=context["ti"].map_index
-        )
-        parsed = RunEvent.from_payload(event, expected_run_id=expected if isinstance(expected, str) else None)
+    def execute_complete(
+        self, context: Any, event: Any = None, run_id: str | None = None, app_url: str | None = None
+    ) -> Any:
+        """:param run_id: the run this task deferred on (the event must name it); ``app_url`` its page."""
+        if run_id is None:  # dag.test() resumes with the event only: the XComs pushed before deferring
+            run_id, app_url = self._pulled(context, "run_id"), self._pulled(context, APP_URL_XCOM_KEY)
+        self.skyvern_app_url = app_url
+        parsed = RunEvent.from_payload(event, expected_run_id=run_id)
         self._active_run_id = parsed.run_id
         return self._handle_event(context, parsed)
 
+    def _pulled(self, context: Any, key: str) -> str | None:
+        ti = context["ti"]
+        value = ti.xcom_pull(task_ids=self.task_id, key=key, map_indexes=ti.map_index)
+        return value if isinstance(value, str) else None
+
     def on_kill(self) -> None:
-        """Blocking mode: the worker is being killed, so the remote run must not keep going (and billing)."""
-        if self._active_run_id and self.cancel_on_kill:
-            self.log.info("Task killed: canceling Skyvern run %s", self._active_run_id)
-            self._cancel(self._active_run_id)
+        """
+        Blocking mode: the worker is being killed, so the remote run must not keep going (and billing).
+        One bounded attempt on a fresh client: this runs in a signal handler, and SIGKILL follows soon.
+        """
+        run_id = self._active_run_id
+        if not run_id or not self.cancel_on_kill:
+            return
+        self.log.info("Task killed: canceling Skyvern run %s", run_id)
+        try:
+            self.hook.cancel_run_at_once(run_id)
+        except Exception as exc:  # the kill goes on regardless; say what happened
+            self.log.warning("Could not cancel Skyvern run %s: %s", run_id, exc)
+        else:
+            self.log.info("Canceled Skyvern run %s", run_id)
 
     # ---- steps ----------------------------------------------------------------------------------------
 
-    def _wait_blocking(self, run_id: str, deadline: float) -> RunEvent:
+    def _submit(self, claim: RunClaim) -> RunResponse:
+        try:
+            return claim.submit(user_agent=self.user_agent)
+        except SkyvernBadRequestError as exc:  # the same request would be refused on every retry
+            raise AirflowFailException(f"Skyvern refused to start the run: {exc}") from None
+        except RunStateUnknown:
+            raise
+        except SkyvernError as exc:
+            raise exc.reworded(f"Starting the Skyvern run failed: {exc}") from None
+
+    def _deadline(self, context: Any) -> tuple[float, str]:
+        """When the wait must end and why: ``timeout`` from now, or the try's ``execution_timeout``."""
+        now = self.hook.clock.time()
+        deadline, limit = now + self.timeout, f"timeout={self.timeout:g}s"
+        if self.execution_timeout is not None:
+            started = getattr(context["ti"], "start_date", None)
+            since = started.timestamp() if isinstance(started, datetime) else now
+            ends = since + self.execution_timeout.total_seconds()
+            if ends < deadline:
+                deadline, limit = ends, f"execution_timeout={self.execution_timeout}"
+        return deadline, limit
+
+    def _wait_blocking(self, run_id: str, deadline: float, limit: str) -> RunEvent:
         """The trigger's policy, synchronously (``deferrable=False``)."""
-        watch = RunWatch(self.log, run_id, deadline)
+        clock = self.hook.clock
+        watch = RunWatch(self.log, run_id, deadline, limit=limit, clock=clock)
         while True:
             try:
-                event = watch.observe(run=self.hook.get_run(run_id))
-            except SkyvernError as exc:
+                event = watch.observe(run=self.hook.get_run(run_id, deadline=deadline))
+            except Exception as exc:
                 event = watch.observe(error=exc)
             if event is not None:
                 return event
-            self.hook.pause(watch.pause(self.poll_interval))
+            clock.sleep(watch.pause(self.poll_interval))
 
     def _handle_event(self, context: Any, event: RunEvent) -> Any:
         ledger = SubmissionLedger(context)
@@ -274,21 +303,26 @@ class SkyvernRunTaskOperator(BaseOperator):
             elif not self.cancel_on_kill:
                 after = "the run is left going (cancel_on_kill=False)"
             else:  # nobody would wait for the run any more
-                canceled = self._cancel(event.run_id)
+                after = self._cancel(event.run_id)
                 ledger.clear()
-                after = "it was canceled" if canceled else "canceling it failed too, it may still be going"
             raise SkyvernRunFailedError(
                 f"Stopped waiting for Skyvern run {event.run_id}: {event.message}; {after}"
             )
         if event.kind == "deadline":
-            canceled = self._cancel(event.run_id)
+            after = self._cancel(event.run_id)
             ledger.clear()
+            limit = event.limit or f"timeout={self.timeout:g}s"
+            if event.run_status is None and event.message:
+                raise SkyvernRunFailedError(
+                    f"Could not read Skyvern run {event.run_id} within {limit}: {event.message}; {after}"
+                )
             last = f"last status {event.run_status}" + (
                 f", step {event.step_count}" if event.step_count else ""
             )
-            after = "it was canceled" if canceled else "canceling it failed, it may still be going"
+            if event.message:
+                last += f"; {event.message}"
             raise SkyvernRunFailedError(
-                f"Skyvern run {event.run_id} did not finish within timeout={self.timeout:g}s ({last}); {after}"
+                f"Skyvern run {event.run_id} did not finish within {limit} ({last}); {after}"
             )
         run = self.hook.get_run(event.run_id)  # fresh presigned URLs
         if not run.is_terminal:
@@ -301,22 +335,29 @@ class SkyvernRunTaskOperator(BaseOperator):
         """A retry follows and will find this run: by the state store, or (Airflow < 3.3) by its tag."""
         if not self.reattach or _is_final_try(context):
             return False
-        return ledger.available or keeps_title(self._build_request(only_known=False))
+        return ledger.available or keeps_title(self._build_request())
+
+    def _push(self, context: Any, **values: Any) -> None:
+        """Explicit XComs follow ``do_xcom_push`` like the return value does."""
+        if self.do_xcom_push:
+            for key, value in values.items():
+                context["ti"].xcom_push(key=key, value=value)
 
     def _finish(self, context: Any, run: RunResponse) -> Any:
-        ti = context["ti"]
         ledger = SubmissionLedger(context)
-        for key, value in _result_xcoms(run).items():
-            ti.xcom_push(key=key, value=value)
+        self.skyvern_app_url = run.app_url or self.skyvern_app_url
+        self._push(context, **_result_xcoms(run))
         self._active_run_id = None
         if run.status is not RunStatus.completed:
             ledger.clear()
             codes = f" [error codes: {', '.join(run.error_codes)}]" if run.error_codes else ""
-            reason = run.failure_reason or "Skyvern gave no reason"
+            reason = one_line(run.failure_reason or "") or "Skyvern gave no reason"
+            if run.failure_reason and reason != run.failure_reason:
+                self.log.error("Skyvern run %s failure reason, in full:\n%s", run.run_id, run.failure_reason)
             raise SkyvernRunFailedError(f"Skyvern run {run.run_id} ended {run.status.value}: {reason}{codes}")
         problems = check.output_schema_errors(self._schema_for_output(), run.output)
         if problems:
-            ti.xcom_push(key="output_schema_errors", value=problems)
+            self._push(context, output_schema_errors=problems)
             summary = f"Skyvern run {run.run_id} output does not match data_extraction_schema: {'; '.join(problems[:3])}"
             if self.output_validation == "fail":
                 ledger.clear()
@@ -332,7 +373,7 @@ class SkyvernRunTaskOperator(BaseOperator):
         except check.InvalidParameter:
             return None
 
-    def _cancel(self, run_id: str) -> bool:
+    def _cancel(self, run_id: str) -> str:
         return cancel_run(self.hook, run_id, self.log)
 
 
@@ -355,3 +396,81 @@ def _result_xcoms(run: RunResponse) -> dict[str, Any]:
         "step_count": run.step_count,
         "failure_reason": run.failure_reason,
     }
+
+
+_REQUEST_ARGUMENTS = (
+    "prompt",
+    "url",
+    "engine",
+    "max_steps",
+    "data_extraction_schema",
+    "proxy_location",
+    "browser_session_id",
+    "publish_workflow",
+    "webhook_url",
+    "error_code_mapping",
+    "totp_identifier",
+    "totp_url",
+    "title",
+    "model",
+    "user_agent",
+    "extra_http_headers",
+    "include_action_history_in_verification",
+    "max_screenshot_scrolls",
+    "browser_address",
+    "run_with",
+)
+_CHECKED_ARGUMENTS = (*_REQUEST_ARGUMENTS, "timeout", "poll_interval", "output_validation")
+
+
+def _check_arguments(values: Mapping[str, Any]) -> None:
+    """What DAG parsing can check: the given values that are neither templates nor upstream XComs."""
+    known = {name: value for name, value in values.items() if not check.is_unresolved(value)}
+    for name in ("timeout", "poll_interval"):
+        if name in known:
+            check.check_positive(name, known[name], integer=False)
+    if "output_validation" in known:
+        check.check_choice("output_validation", known["output_validation"], ("warn", "fail"))
+    _task_request(known, only_known=True)
+
+
+def _task_request(values: Mapping[str, Any], *, only_known: bool) -> TaskRunRequest:
+    """
+    Checks every request argument and builds the request. With ``only_known`` (DAG parse time) the
+    values not given here (templates, XComs, mapped arguments) are skipped and the prompt may be missing.
+    """
+    value = values.get
+    prompt = values.get("prompt", _MISSING)
+    fields: dict[str, Any] = {
+        "prompt": "-" if only_known and prompt is _MISSING else check.check_prompt(prompt),
+        "url": check.check_url("url", value("url")),
+        "engine": check.check_engine(value("engine")),
+        "max_steps": check.check_positive("max_steps", value("max_steps")),
+        "data_extraction_schema": check.normalize_schema(value("data_extraction_schema")),
+        "proxy_location": check.check_proxy_location(value("proxy_location")),
+        "browser_session_id": value("browser_session_id"),
+        "publish_workflow": value("publish_workflow"),
+        "webhook_url": check.check_url("webhook_url", value("webhook_url")),
+        "error_code_mapping": check.check_string_map("error_code_mapping", value("error_code_mapping")),
+        "totp_identifier": value("totp_identifier"),
+        "totp_url": check.check_url("totp_url", value("totp_url")),
+        "title": value("title"),
+        "model": value("model"),
+        "extra_http_headers": check.check_string_map("extra_http_headers", value("extra_http_headers")),
+        "include_action_history_in_verification": value("include_action_history_in_verification"),
+        "max_screenshot_scrolls": check.check_positive(
+            "max_screenshot_scrolls", value("max_screenshot_scrolls"), allow_zero=True
+        ),
+        "browser_address": check.check_url(
+            "browser_address", value("browser_address"), ("http", "https", "ws", "wss")
+        ),
+        "run_with": check.check_choice("run_with", value("run_with"), check.RUN_WITH_VALUES),
+    }
+    check.check_user_agent(value("user_agent"))
+    try:
+        return TaskRunRequest(**{name: v for name, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        raise check.invalid_from(exc) from None
+
+
+_MISSING: Any = object()

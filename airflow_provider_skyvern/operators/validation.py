@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jsonschema
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from airflow_provider_skyvern.models import ProxyLocation, RunEngine
 
@@ -37,6 +37,22 @@ def is_template(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(is_template(v) for v in value)
     return False
+
+
+def is_unresolved(value: Any) -> bool:
+    """A template or an upstream task's output (``XComArg``): known only when the task runs."""
+    from airflow.sdk import XComArg
+
+    return isinstance(value, XComArg) or is_template(value)
+
+
+def invalid_from(error: ValidationError) -> InvalidParameter:
+    """The first problem pydantic found, as the parameter it belongs to."""
+    first = error.errors()[0]
+    parameter = str(first["loc"][0]) if first["loc"] else "request"
+    where = ".".join(str(part) for part in first["loc"][1:])
+    got = f", got {first['input']!r:.80}" if "input" in first else ""
+    return InvalidParameter(parameter, f"{first['msg']}{' at ' + where if where else ''}{got}")
 
 
 def check_prompt(value: Any) -> str:

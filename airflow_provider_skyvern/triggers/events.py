@@ -21,6 +21,8 @@ class RunEvent:
     run_status: str | None = None
     step_count: int | None = None
     message: str | None = None
+    limit: str | None = None
+    """For ``deadline``: what the deadline stands for (``timeout=1800s``, ``execution_timeout=0:20:00``)."""
 
     def to_payload(self) -> dict[str, Any]:
         return asdict(self)

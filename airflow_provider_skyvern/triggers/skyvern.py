@@ -9,7 +9,6 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_skyvern import DEFAULT_CONN_ID
-from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.triggers.waiting import RunWatch
 from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_3_PLUS
@@ -25,10 +24,13 @@ class SkyvernRunTrigger(BaseTrigger):
 
     Its kwargs (stored in Airflow's database) are only the conn id, run id, poll interval and an absolute
     wall-clock deadline: never a key. ``run()`` only reads, so a restarted or duplicated trigger is safe.
+    Every poll, retries included, ends by the deadline; any exception ends the wait with an ``error``
+    event (the operator decides what happens to the run), never silently.
 
     :param run_id: the Skyvern run to wait for.
     :param deadline: Unix time (seconds) after which the wait ends with a ``deadline`` event.
     :param poll_interval: seconds between polls.
+    :param limit: what the deadline stands for, echoed in the event (``timeout=1800s``).
     :param skyvern_conn_id: Airflow connection of type ``skyvern``.
     :param cancel_on_kill: cancel the run when the wait is abandoned by a user (the task instance was
         marked failed/success or cleared); never when the trigger merely moves to another triggerer.
@@ -41,6 +43,7 @@ class SkyvernRunTrigger(BaseTrigger):
         poll_interval: float = 10.0,
         skyvern_conn_id: str = DEFAULT_CONN_ID,
         cancel_on_kill: bool = True,
+        limit: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.run_id = run_id
@@ -48,6 +51,7 @@ class SkyvernRunTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.skyvern_conn_id = skyvern_conn_id
         self.cancel_on_kill = bool(cancel_on_kill)
+        self.limit = limit
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -58,22 +62,23 @@ class SkyvernRunTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "skyvern_conn_id": self.skyvern_conn_id,
                 "cancel_on_kill": self.cancel_on_kill,
+                "limit": self.limit,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        watch = RunWatch(self.log, self.run_id, self.deadline)
+        watch = RunWatch(self.log, self.run_id, self.deadline, limit=self.limit)
         try:
             async with SkyvernHook(self.skyvern_conn_id) as hook:
                 while True:
                     try:
-                        event = watch.observe(run=await hook.aget_run(self.run_id))
-                    except SkyvernError as exc:
+                        event = watch.observe(run=await hook.aget_run(self.run_id, deadline=self.deadline))
+                    except Exception as exc:  # a deleted connection, a bad URL, a bug: all end the wait
                         event = watch.observe(error=exc)
                     if event is not None:
                         yield TriggerEvent(event.to_payload())  # type: ignore[no-untyped-call]
                         return
-                    await asyncio.sleep(watch.pause(self.poll_interval))
+                    await hook.clock.asleep(watch.pause(self.poll_interval))
         except asyncio.CancelledError:
             if not AIRFLOW_V_3_3_PLUS:  # no on_kill before 3.3: a cancellation is all we are told
                 await _shielded(self._cancel_if_abandoned())
@@ -106,7 +111,7 @@ class SkyvernRunTrigger(BaseTrigger):
         try:
             async with SkyvernHook(self.skyvern_conn_id) as hook:
                 await asyncio.wait_for(hook.acancel_run(self.run_id), ON_KILL_CANCEL_TIMEOUT)
-        except (SkyvernError, asyncio.TimeoutError) as exc:
+        except Exception as exc:  # a cancel that cannot be sent is reported, never raised here
             self.log.warning("Could not cancel Skyvern run %s: %s", self.run_id, exc)
         else:
             self.log.info("Canceled Skyvern run %s", self.run_id)

@@ -2,53 +2,86 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from airflow_provider_skyvern.exceptions import SkyvernError
+from airflow_provider_skyvern.exceptions import one_line
+from airflow_provider_skyvern.hooks.clock import SYSTEM_CLOCK, Clock
+from airflow_provider_skyvern.hooks.retry import is_retryable
 from airflow_provider_skyvern.models import RunResponse, RunStatus
 from airflow_provider_skyvern.triggers.events import RunEvent
 
 
 class RunWatch:
     """
-    Fed each poll's answer (a run or an error), logs one line per change of status or step count (the
+    Fed each poll's answer (a run or an exception), logs one line per change of status or step count (the
     user's progress view in the task log) and returns the event that ends the wait, if any. Transient
-    errors never end it; unknown and paused statuses never count as success.
+    errors never end it; any other exception does (the operator then decides about the run); unknown and
+    paused statuses never count as success.
+
+    :param limit: what the deadline stands for, in the user's words (``timeout=1800s``).
     """
 
-    def __init__(self, log: Any, run_id: str, deadline: float) -> None:
+    def __init__(
+        self, log: Any, run_id: str, deadline: float, *, limit: str | None = None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self._log = log
         self.run_id = run_id
         self.deadline = deadline
+        self.limit = limit
+        self._clock = clock
         self._status: str | None = None
         self._step_count: int | None = None
         self._logged: tuple[str, int | None] | None = None
+        self._last_error: str | None = None
+        self._polls_ok = 0
 
     def observe(
-        self, *, run: RunResponse | None = None, error: SkyvernError | None = None
+        self, *, run: RunResponse | None = None, error: BaseException | None = None
     ) -> RunEvent | None:
         if run is not None:
+            self._polls_ok += 1
+            self._last_error = None
             self._report(run)
             if run.is_terminal:
                 return RunEvent("terminal", self.run_id, run.status.value, run.step_count)
         elif error is not None:
-            if not error.retryable:
-                return RunEvent("error", self.run_id, self._status, self._step_count, str(error))
-            self._log.warning("Skyvern run %s: still waiting after a transient error: %s", self.run_id, error)
-        if time.time() >= self.deadline:
-            return RunEvent("deadline", self.run_id, self._status, self._step_count)
+            self._last_error = _describe(error)
+            if not is_retryable(error):
+                return self._event("error", self._last_error)
+            self._log.warning(
+                "Skyvern run %s: still waiting after a transient error: %s", self.run_id, self._last_error
+            )
+        if self._clock.time() >= self.deadline:
+            return self._event("deadline", self._why_no_status())
         return None
 
     def pause(self, poll_interval: float) -> float:
         """Seconds to sleep before the next poll: the interval, cut short by the deadline."""
-        return max(0.0, min(poll_interval, self.deadline - time.time()))
+        return max(0.0, min(poll_interval, self.deadline - self._clock.time()))
+
+    def _event(self, kind: Any, message: str | None) -> RunEvent:
+        return RunEvent(kind, self.run_id, self._status, self._step_count, message, self.limit)
+
+    def _why_no_status(self) -> str | None:
+        """For a deadline: the failing polls, so a dead server does not read like a slow run."""
+        if self._last_error is None:
+            return None
+        if self._polls_ok == 0:
+            return f"every poll failed, the last with: {self._last_error}"
+        return f"the last poll failed: {self._last_error}"
 
     def _report(self, run: RunResponse) -> None:
         self._status, self._step_count = run.status.value, run.step_count
         if self._logged != (self._status, self._step_count):
             self._logged = (self._status, self._step_count)
             self._log.info(format_progress(run))
+
+
+def _describe(error: BaseException) -> str:
+    text = one_line(str(error))
+    if is_retryable(error) or type(error).__module__.startswith("airflow_provider_skyvern"):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def format_progress(run: RunResponse) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from airflow_provider_skyvern.emulator.server import EmulatorServer, EmulatorSettings
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
-from tests.conftest import set_connection
+from tests.conftest import FastClock, set_connection
 
 RUN_SECONDS = 10.0
 
@@ -43,6 +43,6 @@ def emulator(clock: FakeClock) -> Iterator[EmulatorServer]:
 @pytest.fixture
 def hook(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SkyvernHook]:
     set_connection(monkeypatch, host=emulator.base_url, password=emulator.api_key, extra={"max_retries": 3})
-    monkeypatch.setattr(SkyvernHook, "_sleep", lambda self, seconds: None)
+    FastClock(monkeypatch)
     with SkyvernHook() as skyvern_hook:
         yield skyvern_hook

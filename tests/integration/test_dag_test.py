@@ -79,7 +79,7 @@ def test_each_skyvern_task_started_exactly_one_run(dag_test: DagTestResult) -> N
         task_id = title.removeprefix("skyvern_integration.")
         assert run["run_id"] == run_id_of(dag_test, task_id), task_id
         app_url = f"{dag_test.emulator.base_url}/runs/{run['run_id']}"
-        assert dag_test.xcoms[task_id]["app_url"] == dag_test.xcoms[task_id][LINK_KEY] == app_url
+        assert dag_test.xcoms[task_id]["app_url"] == dag_test.xcoms[task_id][LINK_KEY] == app_url, task_id
 
 
 @pytest.mark.parametrize("task_id", COMPLETED_TASKS)

@@ -18,7 +18,7 @@ from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import TaskRunRequest
 from airflow_provider_skyvern.operators.reattach import Submission, run_tag
 from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
-from tests.conftest import set_connection
+from tests.conftest import FastClock, set_connection
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 from tests.real_skyvern.conftest import Peer
 from tests.real_skyvern.proxy import FaultyProxy
@@ -162,7 +162,7 @@ def test_a_lost_answer_makes_one_run_on_either_engine(
     """The run is created, the connection drops before the answer: the operator finds it, never resends."""
     with FaultyProxy(peer.base_url) as proxy:
         set_connection(monkeypatch, host=proxy.base_url, password=peer.api_key, extra={"max_retries": 2})
-        monkeypatch.setattr(SkyvernHook, "_sleep", lambda self, seconds: None)
+        FastClock(monkeypatch)
         proxy.lose_next_answer("POST", "/v1/run/tasks")
         prompt = unique("Extract the product names")
         operator = SkyvernRunTaskOperator(
@@ -188,7 +188,7 @@ def _prompt_of(peer: Peer, run_id: str) -> str | None:
 def test_a_clear_while_deferred_cancels_the_old_run_and_starts_one_new_run(
     connect: Peer, started: list[str], engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(SkyvernHook, "_sleep", lambda self, seconds: None)
+    FastClock(monkeypatch)
     store = FakeStateStore()
     prompt = unique("Extract the product names [fake:slow=30]")
 
