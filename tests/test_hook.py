@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -426,3 +427,52 @@ def test_test_connection_reports_other_failures(respx_mock: respx.MockRouter) ->
     ok, message = hook.test_connection()
     assert not ok
     assert "ConnectError: Connection refused" in message
+
+
+# ---- the key stays out of every repr; one async client per event loop (issue 8, items 12-13) ------------
+
+
+@respx.mock(base_url=BASE_URL)
+def test_the_key_is_sent_but_no_client_or_hook_repr_shows_it(respx_mock: respx.MockRouter) -> None:
+    route = respx_mock.get("/v1/runs/tsk_1").respond(200, json=task_run("tsk_1", "running"))
+    with SkyvernHook() as hook:
+        hook.get_run("tsk_1")
+        client = hook.get_conn()
+        shown = repr(client.headers) + repr(dict(client.headers)) + repr(client.auth) + repr(hook)
+        shown += repr(hook.settings)
+    assert route.calls.last.request.headers["x-api-key"] == API_KEY
+    assert API_KEY not in shown
+    assert "x-api-key" not in client.headers
+
+
+@respx.mock(base_url=BASE_URL)
+def test_concurrent_first_async_calls_share_one_client(
+    respx_mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    respx_mock.get("/v1/runs/tsk_1").respond(200, json=task_run("tsk_1", "running"))
+    created: list[httpx.AsyncClient] = []
+    original = httpx.AsyncClient.__init__
+
+    def counting_init(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> None:
+        created.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "__init__", counting_init)
+    hook = SkyvernHook()
+
+    async def five_at_once() -> None:
+        await asyncio.gather(*(hook.aget_run("tsk_1") for _ in range(5)))
+        await hook.aclose()
+
+    asyncio.run(five_at_once())
+    assert len(created) == 1
+    assert created[0].is_closed
+
+
+@respx.mock(base_url=BASE_URL)
+def test_a_hook_works_on_a_second_event_loop(respx_mock: respx.MockRouter) -> None:
+    respx_mock.get("/v1/runs/tsk_1").respond(200, json=task_run("tsk_1", "running"))
+    hook = SkyvernHook()
+    first = asyncio.run(hook.aget_run("tsk_1"))  # the loop closes with the client still open
+    second = asyncio.run(hook.aget_run("tsk_1"))  # used to raise "Event loop is closed"
+    assert first.run_id == second.run_id == "tsk_1"

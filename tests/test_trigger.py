@@ -352,3 +352,22 @@ async def test_one_async_client_serves_the_whole_wait(
     await events_of(make_trigger())
     assert len(created) == 1
     assert created[0].is_closed
+
+
+# ---- every exception ends the wait with an error event (issue 8, item 10) ---------------------------
+
+
+async def test_a_deleted_connection_becomes_an_error_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_SKYVERN_DEFAULT")
+    (event,) = await events_of(make_trigger())
+    assert event["kind"] == "error"
+    assert event["message"].startswith(
+        "AirflowNotFoundException: The conn_id `skyvern_default` isn't defined"
+    )
+
+
+async def test_an_invalid_base_url_becomes_an_error_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_connection(monkeypatch, host="http://exa\x01mple.com")
+    (event,) = await events_of(make_trigger())
+    assert event["kind"] == "error"
+    assert event["message"].startswith("InvalidURL: ")

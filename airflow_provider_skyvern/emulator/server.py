@@ -27,7 +27,10 @@ class LoopbackServer:
         self._socket.bind((LOOPBACK, port))
         self.port = int(self._socket.getsockname()[1])
         self.base_url = f"http://{LOOPBACK}:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        # Requests still in flight at stop (a latency fault) are dropped after 1 s, not awaited.
+        config = uvicorn.Config(
+            app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=1
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, name=name, daemon=True
