@@ -12,6 +12,7 @@ import respx
 
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import (
+    ArtifactType,
     CreateBrowserSessionRequest,
     RunStatus,
     TaskRunRequest,
@@ -282,6 +283,20 @@ async def test_async_call_sends_exact_request(name: str) -> None:
     _assert_request(route, method, path, query, body)
     if answer is not None and name != "close_browser_session":
         assert result is not None
+
+
+@pytest.mark.parametrize("one_type", ["recording", ArtifactType.recording])
+async def test_one_bare_artifact_type_is_one_filter_sync_and_async(one_type: ArtifactType | str) -> None:
+    """A str is iterable: a bare type must not go out as one ``artifact_type`` per letter."""
+    with respx.mock(base_url=BASE_URL) as mock:
+        route = mock.get("/v1/runs/tsk_1/artifacts").respond(200, json=[artifact("a_1")])
+        hook = SkyvernHook()
+        hook.get_run_artifacts("tsk_1", one_type)
+        await hook.aget_run_artifacts("tsk_1", one_type)
+        await hook.aclose()
+    assert route.call_count == 2
+    for call in route.calls:
+        assert list(call.request.url.params.multi_items()) == [("artifact_type", "recording")]
 
 
 @respx.mock(base_url=BASE_URL)

@@ -337,9 +337,8 @@ class SkyvernHook(BaseHook):
     def get_run_timeline(self, run_id: str) -> list[TimelineEntry]:
         return self.call(_timeline_call(run_id))
 
-    def get_run_artifacts(
-        self, run_id: str, artifact_types: Iterable[ArtifactType | str] | None = None
-    ) -> list[Artifact]:
+    def get_run_artifacts(self, run_id: str, artifact_types: ArtifactTypes = None) -> list[Artifact]:
+        """A run's artifacts; ``artifact_types`` (one type or several) filters them, ``None`` lists all."""
         return self.call(_artifacts_call(run_id, artifact_types))
 
     def get_artifact(self, artifact_id: str) -> Artifact:
@@ -391,9 +390,7 @@ class SkyvernHook(BaseHook):
     async def aget_run_timeline(self, run_id: str) -> list[TimelineEntry]:
         return await self.acall(_timeline_call(run_id))
 
-    async def aget_run_artifacts(
-        self, run_id: str, artifact_types: Iterable[ArtifactType | str] | None = None
-    ) -> list[Artifact]:
+    async def aget_run_artifacts(self, run_id: str, artifact_types: ArtifactTypes = None) -> list[Artifact]:
         return await self.acall(_artifacts_call(run_id, artifact_types))
 
     async def aget_artifact(self, artifact_id: str) -> Artifact:
@@ -444,6 +441,10 @@ class SkyvernHook(BaseHook):
 # ---- request descriptions -----------------------------------------------------------------------------
 
 
+ArtifactTypes = ArtifactType | str | Iterable[ArtifactType | str] | None
+"""One artifact type or several (each sent as a repeated ``artifact_type`` query key)."""
+
+
 def _agent_headers(user_agent: str | None) -> dict[str, str]:
     return {"x-user-agent": user_agent} if user_agent else {}
 
@@ -488,10 +489,10 @@ def _timeline_call(run_id: str) -> ApiCall[list[TimelineEntry]]:
     return ApiCall("GET", f"/v1/runs/{_path_id(run_id, 'run_id')}/timeline", _TIMELINE)
 
 
-def _artifacts_call(
-    run_id: str, artifact_types: Iterable[ArtifactType | str] | None
-) -> ApiCall[list[Artifact]]:
-    params: QueryParams = [("artifact_type", str(ArtifactType(t).value)) for t in artifact_types or ()]
+def _artifacts_call(run_id: str, artifact_types: ArtifactTypes) -> ApiCall[list[Artifact]]:
+    # A str is itself an iterable (of letters): one type given bare must not become one filter per letter.
+    types = (artifact_types,) if isinstance(artifact_types, str) else artifact_types or ()
+    params: QueryParams = [("artifact_type", str(ArtifactType(t).value)) for t in types]
     return ApiCall("GET", f"/v1/runs/{_path_id(run_id, 'run_id')}/artifacts", _ARTIFACTS, params=params)
 
 
