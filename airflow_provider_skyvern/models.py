@@ -16,6 +16,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
 )
 
 
@@ -182,12 +184,35 @@ UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 class _Request(BaseModel):
-    """Requests reject unknown fields (a typo must not be dropped silently) and serialize set fields only."""
+    """
+    Requests reject unknown fields (a typo must not be dropped silently) and send only set, non-null fields.
+
+    A field set to ``None`` counts as not given and is left out rather than sent as ``null``: Skyvern 1.0.56
+    answers 422 to a null ``engine``, ``publish_workflow``, ``start_fresh_browser`` or
+    ``generate_browser_profile``, and a field left out gets the server's default. Only the keys in
+    :attr:`NULL_IS_MEANINGFUL` keep an explicit ``null``.
+    """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    NULL_IS_MEANINGFUL: ClassVar[frozenset[str]] = frozenset()
+    """Wire keys whose explicit ``None`` is sent as ``null``, because the server reads null differently."""
+
+    @model_serializer(mode="wrap")
+    def _drop_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {
+            key: value for key, value in data.items() if value is not None or key in self.NULL_IS_MEANINGFUL
+        }
+
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_unset=True, by_alias=True)
+
+
+_PROXY_NULL = frozenset({"proxy_location"})
+"""``proxy_location=None`` goes out as ``null`` on purpose: Skyvern 1.0.56 reads an omitted proxy_location as
+RESIDENTIAL, but a null one as "not chosen", so a workflow run inherits the workflow's saved proxy location
+(the only way to get it) and a task gets the server's runtime default. For a browser session both are the same."""
 
 
 class _Response(BaseModel):
@@ -206,6 +231,8 @@ ProxySetting = ProxyLocation | GeoTarget | dict[str, Any]
 
 class TaskRunRequest(_Request):
     """Body of ``POST /v1/run/tasks``."""
+
+    NULL_IS_MEANINGFUL = _PROXY_NULL
 
     prompt: str
     url: str | None = None
@@ -235,6 +262,8 @@ class TaskRunRequest(_Request):
 class WorkflowRunRequest(_Request):
     """Body of ``POST /v1/run/workflows`` (the server also accepts ``agent_id`` for ``workflow_id``)."""
 
+    NULL_IS_MEANINGFUL = _PROXY_NULL
+
     workflow_id: str
     parameters: dict[str, Any] | None = None
     title: str | None = None
@@ -260,6 +289,8 @@ class WorkflowRunRequest(_Request):
 
 class CreateBrowserSessionRequest(_Request):
     """Body of ``POST /v1/browser_sessions``; ``timeout`` is in minutes (server caps it at 240)."""
+
+    NULL_IS_MEANINGFUL = _PROXY_NULL
 
     url: str | None = None
     timeout: int | None = Field(default=None, ge=5)

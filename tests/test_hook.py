@@ -120,6 +120,42 @@ def test_unset_fields_are_omitted_and_no_user_agent_header_by_default(respx_mock
     assert "x-user-agent" not in _headers(route)
 
 
+@pytest.mark.parametrize(
+    ("path", "send", "body"),
+    [
+        (
+            "/v1/run/tasks",
+            lambda h: h.run_task(TaskRunRequest(prompt="p", engine=None, publish_workflow=None, url=None)),
+            {"prompt": "p"},
+        ),
+        (
+            "/v1/run/workflows",
+            lambda h: h.run_workflow(WorkflowRunRequest(workflow_id="wpid_7", start_fresh_browser=None)),
+            {"workflow_id": "wpid_7"},
+        ),
+        (
+            "/v1/browser_sessions",
+            lambda h: h.create_browser_session(CreateBrowserSessionRequest(generate_browser_profile=None)),
+            {},
+        ),
+    ],
+    ids=["run_task", "run_workflow", "create_browser_session"],
+)
+def test_fields_set_to_none_are_not_sent_as_null(
+    path: str, send: Callable[[SkyvernHook], Any], body: dict[str, Any]
+) -> None:
+    """Skyvern 1.0.56 answers ``"engine": null`` (and the other non-nullable fields) with 422."""
+    answers = {
+        "/v1/run/tasks": task_run("tsk_1", "created", run_type="task_v1"),
+        "/v1/run/workflows": workflow_run("wr_1", "created"),
+        "/v1/browser_sessions": browser_session("pbs_1"),
+    }
+    with respx.mock(base_url=BASE_URL) as mock:
+        route = mock.post(path).respond(200, json=answers[path])
+        send(SkyvernHook())
+    assert _body(route) == body
+
+
 # Each case: the sync call, the async call, the expected method/path/query/body, the mocked answer.
 CallCase = tuple[
     Callable[[SkyvernHook], Any],

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from airflow_provider_skyvern.models import (
     Artifact,
     ArtifactType,
+    CreateBrowserSessionRequest,
     FileInfo,
     GeoTarget,
     ProxyLocation,
@@ -117,9 +118,28 @@ def test_error_codes_come_from_errors() -> None:
     assert run.error_codes == ["OUT_OF_STOCK"]
 
 
-def test_request_omits_unset_fields_but_sends_explicit_null() -> None:
+def test_request_omits_unset_fields_and_explicit_none_but_a_null_proxy_location() -> None:
+    """Skyvern 1.0.56 answers 422 to a null engine/publish_workflow/start_fresh_browser: None is left out.
+
+    Only ``proxy_location=None`` is sent as null: there Skyvern reads null as "not chosen" (a workflow run
+    inherits the workflow's proxy), an omitted one as RESIDENTIAL.
+    """
     assert TaskRunRequest(prompt="p").to_wire() == {"prompt": "p"}
-    assert TaskRunRequest(prompt="p", url=None).to_wire() == {"prompt": "p", "url": None}
+    assert TaskRunRequest(
+        prompt="p", url=None, engine=None, publish_workflow=None, start_fresh_browser=None
+    ).to_wire() == {"prompt": "p"}
+    assert WorkflowRunRequest(
+        workflow_id="wpid_1", start_fresh_browser=None, title=None, parameters={"optional": None}
+    ).to_wire() == {"workflow_id": "wpid_1", "parameters": {"optional": None}}
+    assert CreateBrowserSessionRequest(timeout=None, generate_browser_profile=None).to_wire() == {}
+    assert TaskRunRequest(prompt="p", proxy_location=GeoTarget(country="US", city=None)).to_wire() == {
+        "prompt": "p",
+        "proxy_location": {"country": "US"},
+    }
+    assert WorkflowRunRequest(workflow_id="wpid_1", proxy_location=None).to_wire() == {
+        "workflow_id": "wpid_1",
+        "proxy_location": None,
+    }
 
 
 def test_request_rejects_misspelled_fields() -> None:

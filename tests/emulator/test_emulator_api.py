@@ -294,6 +294,24 @@ def test_list_runs_searches_filters_and_pages_newest_first(hook: SkyvernHook, cl
     assert [item.run_id for item in page_two] == [second.run_id, first.run_id]
 
 
+def test_a_null_engine_is_refused_as_by_skyvern_and_the_hook_never_sends_one(
+    hook: SkyvernHook, emulator: EmulatorServer
+) -> None:
+    emulator.control.headers["x-api-key"] = emulator.api_key
+    refused = emulator.control.post("/v1/run/tasks", json={"prompt": "p", "engine": None})
+    refused_flag = emulator.control.post(
+        "/v1/run/agents", json={"agent_id": "wpid_1", "start_fresh_browser": None}
+    )
+
+    run = hook.run_task(TaskRunRequest(prompt="p", engine=None, publish_workflow=None))
+
+    assert refused.status_code == refused_flag.status_code == 422
+    assert [e["loc"] for e in refused.json()["detail"]] == [["body", "engine"]]
+    assert [e["loc"] for e in refused_flag.json()["detail"]] == [["body", "start_fresh_browser"]]
+    assert run.run_type is not None
+    assert run.run_type.value == "task_v1"  # no engine sent: the server default, skyvern-1.0
+
+
 def test_workflow_runs_and_their_timeline(hook: SkyvernHook, clock: FakeClock) -> None:
     run = hook.run_workflow(
         WorkflowRunRequest(workflow_id="wpid_42", parameters={"query": "laptops"}), max_steps_override=2
