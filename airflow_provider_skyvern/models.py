@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    field_validator,
     model_serializer,
 )
 
@@ -220,9 +221,33 @@ class _Response(BaseModel):
 
 
 class GeoTarget(_Request):
+    """
+    A proxy geo target, normalised as Skyvern 1.0.56's own ``GeoTarget`` does on arrival.
+
+    ``country`` is upper-cased (``us`` -> ``US``) and ``subdivision`` upper-cased without its country prefix
+    (``US-CA`` -> ``CA``), so what is sent (and fingerprinted) is what the server keeps. ``is_isp`` is the
+    wire key ``isISP``.
+    """
+
     country: str = Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2 code.")
-    subdivision: str | None = None
-    city: str | None = None
+    subdivision: str | None = Field(
+        default=None, max_length=10, description="ISO 3166-2 code without the country prefix, e.g. CA."
+    )
+    city: str | None = Field(default=None, max_length=100, description="English city name (GeoNames).")
+    is_isp: bool | None = Field(default=None, alias="isISP", description="Use an ISP proxy for this target.")
+
+    @field_validator("country")
+    @classmethod
+    def _upper_country(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("subdivision")
+    @classmethod
+    def _subdivision_without_country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.upper()
+        return value.split("-", 1)[1] if "-" in value else value
 
 
 ProxySetting = ProxyLocation | GeoTarget | dict[str, Any]

@@ -157,11 +157,25 @@ def test_request_rejects_misspelled_fields() -> None:
             {"country": "US", "subdivision": "CA", "city": "San Francisco"},
         ),
         (GeoTarget(country="DE"), {"country": "DE"}),
+        # normalised as Skyvern's GeoTarget does: upper-case, subdivision without the country prefix
+        (
+            {"country": "us", "subdivision": "us-ca", "city": "San Francisco", "isISP": True},
+            {"country": "US", "subdivision": "CA", "city": "San Francisco", "isISP": True},
+        ),
         ({"url": "http://user:pass@proxy:3128"}, {"url": "http://user:pass@proxy:3128"}),
     ],
 )
 def test_proxy_location_forms(proxy: object, wire: object) -> None:
     assert TaskRunRequest(prompt="p", proxy_location=proxy).to_wire()["proxy_location"] == wire  # type: ignore[arg-type]
+
+
+def test_geo_target_is_normalised_as_skyvern_normalises_it() -> None:
+    assert GeoTarget(country="gb", subdivision="GB-ENG").to_wire() == {"country": "GB", "subdivision": "ENG"}
+    assert GeoTarget(country="US", subdivision="ca").to_wire() == {"country": "US", "subdivision": "CA"}
+    assert GeoTarget(country="US", is_isp=False).to_wire() == {"country": "US", "isISP": False}
+    assert GeoTarget.model_validate({"country": "us", "isISP": True}).is_isp is True
+    with pytest.raises(ValidationError, match="subdivision"):
+        GeoTarget(country="US", subdivision="CALIFORNIA-N")
 
 
 def test_workflow_request_serializes_workflow_id() -> None:
