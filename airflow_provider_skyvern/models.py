@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -285,11 +286,18 @@ class TaskRunRequest(_Request):
 
 
 class WorkflowRunRequest(_Request):
-    """Body of ``POST /v1/run/workflows`` (the server also accepts ``agent_id`` for ``workflow_id``)."""
+    """
+    Body of ``POST /v1/run/agents`` (an agent is a workflow).
+
+    ``workflow_id`` (the ``wpid_…`` id) goes out as ``agent_id``, the key of SDK 1.0.56 and the published
+    OpenAPI; like the server, the model also takes ``agent_id`` on input.
+    """
 
     NULL_IS_MEANINGFUL = _PROXY_NULL
 
-    workflow_id: str
+    workflow_id: str = Field(
+        validation_alias=AliasChoices("agent_id", "workflow_id"), serialization_alias="agent_id"
+    )
     parameters: dict[str, Any] | None = None
     title: str | None = None
     proxy_location: ProxySetting | None = None

@@ -129,9 +129,9 @@ def test_unset_fields_are_omitted_and_no_user_agent_header_by_default(respx_mock
             {"prompt": "p"},
         ),
         (
-            "/v1/run/workflows",
+            "/v1/run/agents",
             lambda h: h.run_workflow(WorkflowRunRequest(workflow_id="wpid_7", start_fresh_browser=None)),
-            {"workflow_id": "wpid_7"},
+            {"agent_id": "wpid_7"},
         ),
         (
             "/v1/browser_sessions",
@@ -147,7 +147,7 @@ def test_fields_set_to_none_are_not_sent_as_null(
     """Skyvern 1.0.56 answers ``"engine": null`` (and the other non-nullable fields) with 422."""
     answers = {
         "/v1/run/tasks": task_run("tsk_1", "created", run_type="task_v1"),
-        "/v1/run/workflows": workflow_run("wr_1", "created"),
+        "/v1/run/agents": workflow_run("wr_1", "created"),
         "/v1/browser_sessions": browser_session("pbs_1"),
     }
     with respx.mock(base_url=BASE_URL) as mock:
@@ -176,9 +176,9 @@ CASES: dict[str, CallCase] = {
             WorkflowRunRequest(workflow_id="wpid_7", parameters={"q": 1}), max_steps_override=5
         ),
         "POST",
-        "/v1/run/workflows",
+        "/v1/run/agents",
         [],
-        {"workflow_id": "wpid_7", "parameters": {"q": 1}},
+        {"agent_id": "wpid_7", "parameters": {"q": 1}},
         workflow_run("wr_1", "created"),
     ),
     "get_run": (
@@ -319,6 +319,27 @@ async def test_async_call_sends_exact_request(name: str) -> None:
     _assert_request(route, method, path, query, body)
     if answer is not None and name != "close_browser_session":
         assert result is not None
+
+
+@pytest.mark.parametrize(
+    ("template", "query"),
+    [(None, []), (False, [("template", "false")]), (True, [("template", "true")])],
+)
+async def test_run_workflow_posts_to_run_agents_with_the_template_query_of_the_sdk(
+    template: bool | None, query: list[tuple[str, str]]
+) -> None:
+    """SDK 1.0.56: ``POST /v1/run/agents``, body key ``agent_id``; a given template is always in the query."""
+    request = WorkflowRunRequest(workflow_id="wpid_7")
+    with respx.mock(base_url=BASE_URL) as mock:
+        route = mock.post("/v1/run/agents").respond(200, json=workflow_run("wr_1", "created"))
+        hook = SkyvernHook()
+        hook.run_workflow(request, template=template)
+        await hook.arun_workflow(request, template=template)
+        await hook.aclose()
+    assert route.call_count == 2
+    for call in route.calls:
+        assert list(call.request.url.params.multi_items()) == query
+        assert json.loads(call.request.content) == {"agent_id": "wpid_7"}
 
 
 @pytest.mark.parametrize("one_type", ["recording", ArtifactType.recording])

@@ -130,14 +130,14 @@ def test_request_omits_unset_fields_and_explicit_none_but_a_null_proxy_location(
     ).to_wire() == {"prompt": "p"}
     assert WorkflowRunRequest(
         workflow_id="wpid_1", start_fresh_browser=None, title=None, parameters={"optional": None}
-    ).to_wire() == {"workflow_id": "wpid_1", "parameters": {"optional": None}}
+    ).to_wire() == {"agent_id": "wpid_1", "parameters": {"optional": None}}
     assert CreateBrowserSessionRequest(timeout=None, generate_browser_profile=None).to_wire() == {}
     assert TaskRunRequest(prompt="p", proxy_location=GeoTarget(country="US", city=None)).to_wire() == {
         "prompt": "p",
         "proxy_location": {"country": "US"},
     }
     assert WorkflowRunRequest(workflow_id="wpid_1", proxy_location=None).to_wire() == {
-        "workflow_id": "wpid_1",
+        "agent_id": "wpid_1",
         "proxy_location": None,
     }
 
@@ -178,9 +178,10 @@ def test_geo_target_is_normalised_as_skyvern_normalises_it() -> None:
         GeoTarget(country="US", subdivision="CALIFORNIA-N")
 
 
-def test_workflow_request_serializes_workflow_id() -> None:
+def test_workflow_request_sends_workflow_id_as_agent_id() -> None:
     body = WorkflowRunRequest(workflow_id="wpid_1", run_metadata={"dag": "d"}).to_wire()
-    assert body == {"workflow_id": "wpid_1", "run_metadata": {"dag": "d"}}
+    assert body == {"agent_id": "wpid_1", "run_metadata": {"dag": "d"}}
+    assert WorkflowRunRequest.model_validate({"agent_id": "wpid_2"}).workflow_id == "wpid_2"
     with pytest.raises(ValidationError, match="max_elapsed_time_minutes"):
         WorkflowRunRequest(workflow_id="wpid_1", max_elapsed_time_minutes=481)
 

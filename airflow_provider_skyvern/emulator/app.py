@@ -204,23 +204,26 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         run = await create_run(prefix, run_type, wire, texts, task.max_steps)
         return state.run_json(run, base(request))
 
-    @api.post("/v1/run/workflows", dependencies=v1)
     @api.post("/v1/run/agents", dependencies=v1)
+    @api.post("/v1/run/workflows", dependencies=v1)  # Skyvern's hidden alias of /v1/run/agents
     async def run_workflow(
         request: Request,
         body: Annotated[dict[str, Any], Body()],
         x_max_steps_override: Annotated[int | None, Header()] = None,
     ) -> dict[str, Any]:
         body = dict(body)
-        if "agent_id" in body and "workflow_id" not in body:
-            body["workflow_id"] = body.pop("agent_id")
+        if "agent_id" in body:  # Skyvern takes either key; with both, agent_id wins (AliasChoices order)
+            body.pop("workflow_id", None)
         _check_not_null(body, WORKFLOW_NOT_NULL)
         _check_enums(body)
         workflow: WorkflowRunRequest = _parse(WorkflowRunRequest, body)
         if not workflow.workflow_id.startswith("wpid_"):
             raise SkyvernHTTPException(404, f"Workflow not found {workflow.workflow_id}")
         texts = [workflow.title or "", json.dumps(workflow.parameters or {})]
-        run = await create_run("wr", "workflow_run", workflow.to_wire(), texts, x_max_steps_override)
+        wire = workflow.to_wire()
+        # Stored (and echoed in run_request) under workflow_id, the field's name, as Skyvern echoes it.
+        wire = {"workflow_id": wire.pop("agent_id"), **wire}
+        run = await create_run("wr", "workflow_run", wire, texts, x_max_steps_override)
         return state.run_json(run, base(request))
 
     @api.get("/v1/runs/{run_id}", dependencies=v1)

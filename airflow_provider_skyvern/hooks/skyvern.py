@@ -323,9 +323,14 @@ class SkyvernHook(BaseHook):
         *,
         user_agent: str | None = None,
         max_steps_override: int | None = None,
-        template: bool = False,
+        template: bool | None = None,
     ) -> WorkflowRunResponse:
-        """Start a workflow run (``POST /v1/run/workflows``)."""
+        """
+        Start a workflow (agent) run: ``POST /v1/run/agents``, the path of SDK 1.0.56 and the OpenAPI.
+
+        ``template`` is sent as ``?template=true`` / ``?template=false`` when given, as the SDK does; left
+        ``None``, the query is omitted and the server's default (false) applies.
+        """
         return self.call(_run_workflow_call(request, user_agent, max_steps_override, template))
 
     def get_run(self, run_id: str) -> RunResponse:
@@ -377,7 +382,7 @@ class SkyvernHook(BaseHook):
         *,
         user_agent: str | None = None,
         max_steps_override: int | None = None,
-        template: bool = False,
+        template: bool | None = None,
     ) -> WorkflowRunResponse:
         return await self.acall(_run_workflow_call(request, user_agent, max_steps_override, template))
 
@@ -461,17 +466,18 @@ def _run_task_call(request: TaskRunRequest, user_agent: str | None) -> ApiCall[T
 
 
 def _run_workflow_call(
-    request: WorkflowRunRequest, user_agent: str | None, max_steps_override: int | None, template: bool
+    request: WorkflowRunRequest, user_agent: str | None, max_steps_override: int | None, template: bool | None
 ) -> ApiCall[WorkflowRunResponse]:
     headers = _agent_headers(user_agent)
     if max_steps_override is not None:
         headers["x-max-steps-override"] = str(max_steps_override)
+    # /v1/run/workflows (body key workflow_id) is a hidden alias on the server; this is the public route.
     return ApiCall(
         "POST",
-        "/v1/run/workflows",
+        "/v1/run/agents",
         _WORKFLOW_RUN,
         json=request.to_wire(),
-        params=[("template", "true")] if template else [],
+        params=[] if template is None else [("template", "true" if template else "false")],
         headers=headers,
         creates=True,
     )
