@@ -13,9 +13,13 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
 )
 
 
@@ -182,12 +186,35 @@ UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 class _Request(BaseModel):
-    """Requests reject unknown fields (a typo must not be dropped silently) and serialize set fields only."""
+    """
+    Requests reject unknown fields (a typo must not be dropped silently) and send only set, non-null fields.
+
+    A field set to ``None`` counts as not given and is left out rather than sent as ``null``: Skyvern 1.0.56
+    answers 422 to a null ``engine``, ``publish_workflow``, ``start_fresh_browser`` or
+    ``generate_browser_profile``, and a field left out gets the server's default. Only the keys in
+    :attr:`NULL_IS_MEANINGFUL` keep an explicit ``null``.
+    """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    NULL_IS_MEANINGFUL: ClassVar[frozenset[str]] = frozenset()
+    """Wire keys whose explicit ``None`` is sent as ``null``, because the server reads null differently."""
+
+    @model_serializer(mode="wrap")
+    def _drop_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {
+            key: value for key, value in data.items() if value is not None or key in self.NULL_IS_MEANINGFUL
+        }
+
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_unset=True, by_alias=True)
+
+
+_PROXY_NULL = frozenset({"proxy_location"})
+"""``proxy_location=None`` goes out as ``null`` on purpose: Skyvern 1.0.56 reads an omitted proxy_location as
+RESIDENTIAL, but a null one as "not chosen", so a workflow run inherits the workflow's saved proxy location
+(the only way to get it) and a task gets the server's runtime default. For a browser session both are the same."""
 
 
 class _Response(BaseModel):
@@ -195,9 +222,33 @@ class _Response(BaseModel):
 
 
 class GeoTarget(_Request):
+    """
+    A proxy geo target, normalised as Skyvern 1.0.56's own ``GeoTarget`` does on arrival.
+
+    ``country`` is upper-cased (``us`` -> ``US``) and ``subdivision`` upper-cased without its country prefix
+    (``US-CA`` -> ``CA``), so what is sent (and fingerprinted) is what the server keeps. ``is_isp`` is the
+    wire key ``isISP``.
+    """
+
     country: str = Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2 code.")
-    subdivision: str | None = None
-    city: str | None = None
+    subdivision: str | None = Field(
+        default=None, max_length=10, description="ISO 3166-2 code without the country prefix, e.g. CA."
+    )
+    city: str | None = Field(default=None, max_length=100, description="English city name (GeoNames).")
+    is_isp: bool | None = Field(default=None, alias="isISP", description="Use an ISP proxy for this target.")
+
+    @field_validator("country")
+    @classmethod
+    def _upper_country(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("subdivision")
+    @classmethod
+    def _subdivision_without_country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.upper()
+        return value.split("-", 1)[1] if "-" in value else value
 
 
 ProxySetting = ProxyLocation | GeoTarget | dict[str, Any]
@@ -206,6 +257,8 @@ ProxySetting = ProxyLocation | GeoTarget | dict[str, Any]
 
 class TaskRunRequest(_Request):
     """Body of ``POST /v1/run/tasks``."""
+
+    NULL_IS_MEANINGFUL = _PROXY_NULL
 
     prompt: str
     url: str | None = None
@@ -233,9 +286,18 @@ class TaskRunRequest(_Request):
 
 
 class WorkflowRunRequest(_Request):
-    """Body of ``POST /v1/run/workflows`` (the server also accepts ``agent_id`` for ``workflow_id``)."""
+    """
+    Body of ``POST /v1/run/agents`` (an agent is a workflow).
 
-    workflow_id: str
+    ``workflow_id`` (the ``wpid_…`` id) goes out as ``agent_id``, the key of SDK 1.0.56 and the published
+    OpenAPI; like the server, the model also takes ``agent_id`` on input.
+    """
+
+    NULL_IS_MEANINGFUL = _PROXY_NULL
+
+    workflow_id: str = Field(
+        validation_alias=AliasChoices("agent_id", "workflow_id"), serialization_alias="agent_id"
+    )
     parameters: dict[str, Any] | None = None
     title: str | None = None
     proxy_location: ProxySetting | None = None
@@ -260,6 +322,8 @@ class WorkflowRunRequest(_Request):
 
 class CreateBrowserSessionRequest(_Request):
     """Body of ``POST /v1/browser_sessions``; ``timeout`` is in minutes (server caps it at 240)."""
+
+    NULL_IS_MEANINGFUL = _PROXY_NULL
 
     url: str | None = None
     timeout: int | None = Field(default=None, ge=5)

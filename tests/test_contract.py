@@ -78,7 +78,6 @@ def test_a_full_workflow_request_validates_against_the_schema(openapi: dict[str,
         max_elapsed_time_minutes=30,
         run_metadata={"dag_id": "d"},
     ).to_wire()
-    body["agent_id"] = body.pop("workflow_id")
     _validator(openapi, "WorkflowRunRequest-Input").validate(body)
 
 

@@ -13,6 +13,7 @@ import respx
 
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import (
+    ArtifactType,
     CreateBrowserSessionRequest,
     RunStatus,
     TaskRunRequest,
@@ -120,6 +121,42 @@ def test_unset_fields_are_omitted_and_no_user_agent_header_by_default(respx_mock
     assert "x-user-agent" not in _headers(route)
 
 
+@pytest.mark.parametrize(
+    ("path", "send", "body"),
+    [
+        (
+            "/v1/run/tasks",
+            lambda h: h.run_task(TaskRunRequest(prompt="p", engine=None, publish_workflow=None, url=None)),
+            {"prompt": "p"},
+        ),
+        (
+            "/v1/run/agents",
+            lambda h: h.run_workflow(WorkflowRunRequest(workflow_id="wpid_7", start_fresh_browser=None)),
+            {"agent_id": "wpid_7"},
+        ),
+        (
+            "/v1/browser_sessions",
+            lambda h: h.create_browser_session(CreateBrowserSessionRequest(generate_browser_profile=None)),
+            {},
+        ),
+    ],
+    ids=["run_task", "run_workflow", "create_browser_session"],
+)
+def test_fields_set_to_none_are_not_sent_as_null(
+    path: str, send: Callable[[SkyvernHook], Any], body: dict[str, Any]
+) -> None:
+    """Skyvern 1.0.56 answers ``"engine": null`` (and the other non-nullable fields) with 422."""
+    answers = {
+        "/v1/run/tasks": task_run("tsk_1", "created", run_type="task_v1"),
+        "/v1/run/agents": workflow_run("wr_1", "created"),
+        "/v1/browser_sessions": browser_session("pbs_1"),
+    }
+    with respx.mock(base_url=BASE_URL) as mock:
+        route = mock.post(path).respond(200, json=answers[path])
+        send(SkyvernHook())
+    assert _body(route) == body
+
+
 # Each case: the sync call, the async call, the expected method/path/query/body, the mocked answer.
 CallCase = tuple[
     Callable[[SkyvernHook], Any],
@@ -140,9 +177,9 @@ CASES: dict[str, CallCase] = {
             WorkflowRunRequest(workflow_id="wpid_7", parameters={"q": 1}), max_steps_override=5
         ),
         "POST",
-        "/v1/run/workflows",
+        "/v1/run/agents",
         [],
-        {"workflow_id": "wpid_7", "parameters": {"q": 1}},
+        {"agent_id": "wpid_7", "parameters": {"q": 1}},
         workflow_run("wr_1", "created"),
     ),
     "get_run": (
@@ -283,6 +320,41 @@ async def test_async_call_sends_exact_request(name: str) -> None:
     _assert_request(route, method, path, query, body)
     if answer is not None and name != "close_browser_session":
         assert result is not None
+
+
+@pytest.mark.parametrize(
+    ("template", "query"),
+    [(None, []), (False, [("template", "false")]), (True, [("template", "true")])],
+)
+async def test_run_workflow_posts_to_run_agents_with_the_template_query_of_the_sdk(
+    template: bool | None, query: list[tuple[str, str]]
+) -> None:
+    """SDK 1.0.56: ``POST /v1/run/agents``, body key ``agent_id``; a given template is always in the query."""
+    request = WorkflowRunRequest(workflow_id="wpid_7")
+    with respx.mock(base_url=BASE_URL) as mock:
+        route = mock.post("/v1/run/agents").respond(200, json=workflow_run("wr_1", "created"))
+        hook = SkyvernHook()
+        hook.run_workflow(request, template=template)
+        await hook.arun_workflow(request, template=template)
+        await hook.aclose()
+    assert route.call_count == 2
+    for call in route.calls:
+        assert list(call.request.url.params.multi_items()) == query
+        assert json.loads(call.request.content) == {"agent_id": "wpid_7"}
+
+
+@pytest.mark.parametrize("one_type", ["recording", ArtifactType.recording])
+async def test_one_bare_artifact_type_is_one_filter_sync_and_async(one_type: ArtifactType | str) -> None:
+    """A str is iterable: a bare type must not go out as one ``artifact_type`` per letter."""
+    with respx.mock(base_url=BASE_URL) as mock:
+        route = mock.get("/v1/runs/tsk_1/artifacts").respond(200, json=[artifact("a_1")])
+        hook = SkyvernHook()
+        hook.get_run_artifacts("tsk_1", one_type)
+        await hook.aget_run_artifacts("tsk_1", one_type)
+        await hook.aclose()
+    assert route.call_count == 2
+    for call in route.calls:
+        assert list(call.request.url.params.multi_items()) == [("artifact_type", "recording")]
 
 
 @respx.mock(base_url=BASE_URL)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from airflow_provider_skyvern.models import (
     Artifact,
     ArtifactType,
+    CreateBrowserSessionRequest,
     FileInfo,
     GeoTarget,
     ProxyLocation,
@@ -117,9 +118,28 @@ def test_error_codes_come_from_errors() -> None:
     assert run.error_codes == ["OUT_OF_STOCK"]
 
 
-def test_request_omits_unset_fields_but_sends_explicit_null() -> None:
+def test_request_omits_unset_fields_and_explicit_none_but_a_null_proxy_location() -> None:
+    """Skyvern 1.0.56 answers 422 to a null engine/publish_workflow/start_fresh_browser: None is left out.
+
+    Only ``proxy_location=None`` is sent as null: there Skyvern reads null as "not chosen" (a workflow run
+    inherits the workflow's proxy), an omitted one as RESIDENTIAL.
+    """
     assert TaskRunRequest(prompt="p").to_wire() == {"prompt": "p"}
-    assert TaskRunRequest(prompt="p", url=None).to_wire() == {"prompt": "p", "url": None}
+    assert TaskRunRequest(
+        prompt="p", url=None, engine=None, publish_workflow=None, start_fresh_browser=None
+    ).to_wire() == {"prompt": "p"}
+    assert WorkflowRunRequest(
+        workflow_id="wpid_1", start_fresh_browser=None, title=None, parameters={"optional": None}
+    ).to_wire() == {"agent_id": "wpid_1", "parameters": {"optional": None}}
+    assert CreateBrowserSessionRequest(timeout=None, generate_browser_profile=None).to_wire() == {}
+    assert TaskRunRequest(prompt="p", proxy_location=GeoTarget(country="US", city=None)).to_wire() == {
+        "prompt": "p",
+        "proxy_location": {"country": "US"},
+    }
+    assert WorkflowRunRequest(workflow_id="wpid_1", proxy_location=None).to_wire() == {
+        "agent_id": "wpid_1",
+        "proxy_location": None,
+    }
 
 
 def test_request_rejects_misspelled_fields() -> None:
@@ -137,6 +157,11 @@ def test_request_rejects_misspelled_fields() -> None:
             {"country": "US", "subdivision": "CA", "city": "San Francisco"},
         ),
         (GeoTarget(country="DE"), {"country": "DE"}),
+        # normalised as Skyvern's GeoTarget does: upper-case, subdivision without the country prefix
+        (
+            {"country": "us", "subdivision": "us-ca", "city": "San Francisco", "isISP": True},
+            {"country": "US", "subdivision": "CA", "city": "San Francisco", "isISP": True},
+        ),
         ({"url": "http://user:pass@proxy:3128"}, {"url": "http://user:pass@proxy:3128"}),
     ],
 )
@@ -144,9 +169,19 @@ def test_proxy_location_forms(proxy: object, wire: object) -> None:
     assert TaskRunRequest(prompt="p", proxy_location=proxy).to_wire()["proxy_location"] == wire  # type: ignore[arg-type]
 
 
-def test_workflow_request_serializes_workflow_id() -> None:
+def test_geo_target_is_normalised_as_skyvern_normalises_it() -> None:
+    assert GeoTarget(country="gb", subdivision="GB-ENG").to_wire() == {"country": "GB", "subdivision": "ENG"}
+    assert GeoTarget(country="US", subdivision="ca").to_wire() == {"country": "US", "subdivision": "CA"}
+    assert GeoTarget(country="US", is_isp=False).to_wire() == {"country": "US", "isISP": False}
+    assert GeoTarget.model_validate({"country": "us", "isISP": True}).is_isp is True
+    with pytest.raises(ValidationError, match="subdivision"):
+        GeoTarget(country="US", subdivision="CALIFORNIA-N")
+
+
+def test_workflow_request_sends_workflow_id_as_agent_id() -> None:
     body = WorkflowRunRequest(workflow_id="wpid_1", run_metadata={"dag": "d"}).to_wire()
-    assert body == {"workflow_id": "wpid_1", "run_metadata": {"dag": "d"}}
+    assert body == {"agent_id": "wpid_1", "run_metadata": {"dag": "d"}}
+    assert WorkflowRunRequest.model_validate({"agent_id": "wpid_2"}).workflow_id == "wpid_2"
     with pytest.raises(ValidationError, match="max_elapsed_time_minutes"):
         WorkflowRunRequest(workflow_id="wpid_1", max_elapsed_time_minutes=481)
 

@@ -145,6 +145,21 @@ def test_every_parameter_reaches_the_wire_and_the_task_defers(skyvern: respx.Moc
     assert API_KEY not in repr(trigger.serialize())
 
 
+def test_a_geo_target_goes_out_normalised_as_skyvern_keeps_it(skyvern: respx.MockRouter) -> None:
+    post = skyvern.post("/v1/run/tasks").respond(200, json=task_run("tsk_v2_1", "created"))
+    op = operator(proxy_location={"country": "us", "subdivision": "us-ca", "city": "San Jose", "isISP": True})
+
+    with pytest.raises(TaskDeferred):
+        op.execute(make_context(FakeStateStore()))
+
+    assert posted(post)["proxy_location"] == {
+        "country": "US",
+        "subdivision": "CA",
+        "city": "San Jose",
+        "isISP": True,
+    }
+
+
 def test_default_title_is_tagged_and_reattach_false_leaves_the_request_alone(
     skyvern: respx.MockRouter,
 ) -> None:

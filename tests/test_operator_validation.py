@@ -29,6 +29,14 @@ def make(**kwargs: Any) -> SkyvernRunTaskOperator:
             "proxy_location: 'MARS' is not accepted; use a ProxyLocation such as 'RESIDENTIAL'",
         ),
         ({"proxy_location": {"country": "USA"}}, "proxy_location: {'country': 'USA'} is not accepted"),
+        (
+            {"proxy_location": {"country": "US", "subdivision": "CALIFORNIA-N"}},
+            "is not accepted (subdivision: String should have at most 10 characters)",
+        ),
+        (
+            {"proxy_location": {"country": "US", "url": "http://proxy:3128"}},
+            "is not accepted (url: Extra inputs are not permitted)",
+        ),
         ({"max_steps": 0}, "max_steps: must be an integer > 0, got 0"),
         ({"max_steps": "10"}, "max_steps: must be an integer > 0, got '10'"),
         ({"timeout": -5}, "timeout: must be a number > 0, got -5"),

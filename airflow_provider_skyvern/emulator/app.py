@@ -98,6 +98,36 @@ def _check_enums(body: dict[str, Any]) -> None:
         )
 
 
+# Fields Skyvern 1.0.56 declares without ``| None`` (our models accept None and leave it out of the wire): the
+# server answers an explicit null there with 422.
+TASK_NOT_NULL = ("engine", "start_fresh_browser", "publish_workflow")
+WORKFLOW_NOT_NULL = ("start_fresh_browser",)
+SESSION_NOT_NULL = ("generate_browser_profile", "needs_live_view")
+
+
+def _check_not_null(body: dict[str, Any], names: tuple[str, ...]) -> None:
+    problems = [name for name in names if name in body and body[name] is None]
+    if problems:
+        raise SkyvernHTTPException(422, [_null_error(name) for name in problems])
+
+
+def _null_error(name: str) -> dict[str, Any]:
+    if name == "engine":
+        known = RunEngine.known_values()
+        return {
+            "loc": ["body", name],
+            "msg": f"Input should be {', '.join(map(repr, known))}",
+            "type": "enum",
+            "input": None,
+        }
+    return {
+        "loc": ["body", name],
+        "msg": "Input should be a valid boolean",
+        "type": "bool_type",
+        "input": None,
+    }
+
+
 def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, EmulatorState]:
     """The ASGI app (fault layer outermost) and the state behind it, for in-process use."""
     state = EmulatorState(settings or EmulatorSettings())
@@ -159,6 +189,7 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
 
     @api.post("/v1/run/tasks", dependencies=v1)
     async def run_task(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        _check_not_null(body, TASK_NOT_NULL)
         _check_enums(body)
         task: TaskRunRequest = _parse(TaskRunRequest, body)
         wire = task.to_wire()
@@ -173,22 +204,26 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         run = await create_run(prefix, run_type, wire, texts, task.max_steps)
         return state.run_json(run, base(request))
 
-    @api.post("/v1/run/workflows", dependencies=v1)
     @api.post("/v1/run/agents", dependencies=v1)
+    @api.post("/v1/run/workflows", dependencies=v1)  # Skyvern's hidden alias of /v1/run/agents
     async def run_workflow(
         request: Request,
         body: Annotated[dict[str, Any], Body()],
         x_max_steps_override: Annotated[int | None, Header()] = None,
     ) -> dict[str, Any]:
         body = dict(body)
-        if "agent_id" in body and "workflow_id" not in body:
-            body["workflow_id"] = body.pop("agent_id")
+        if "agent_id" in body:  # Skyvern takes either key; with both, agent_id wins (AliasChoices order)
+            body.pop("workflow_id", None)
+        _check_not_null(body, WORKFLOW_NOT_NULL)
         _check_enums(body)
         workflow: WorkflowRunRequest = _parse(WorkflowRunRequest, body)
         if not workflow.workflow_id.startswith("wpid_"):
             raise SkyvernHTTPException(404, f"Workflow not found {workflow.workflow_id}")
         texts = [workflow.title or "", json.dumps(workflow.parameters or {})]
-        run = await create_run("wr", "workflow_run", workflow.to_wire(), texts, x_max_steps_override)
+        wire = workflow.to_wire()
+        # Stored (and echoed in run_request) under workflow_id, the field's name, as Skyvern echoes it.
+        wire = {"workflow_id": wire.pop("agent_id"), **wire}
+        run = await create_run("wr", "workflow_run", wire, texts, x_max_steps_override)
         return state.run_json(run, base(request))
 
     @api.get("/v1/runs/{run_id}", dependencies=v1)
@@ -313,6 +348,7 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
     async def create_session(
         request: Request, body: Annotated[dict[str, Any] | None, Body()] = None
     ) -> dict[str, Any]:
+        _check_not_null(body or {}, SESSION_NOT_NULL)
         _check_enums(body or {})
         wanted: CreateBrowserSessionRequest = _parse(CreateBrowserSessionRequest, body or {})
         minutes, warning = wanted.timeout or 60, None

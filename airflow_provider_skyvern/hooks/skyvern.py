@@ -382,9 +382,14 @@ class SkyvernHook(BaseHook):
         *,
         user_agent: str | None = None,
         max_steps_override: int | None = None,
-        template: bool = False,
+        template: bool | None = None,
     ) -> WorkflowRunResponse:
-        """Start a workflow run (``POST /v1/run/workflows``)."""
+        """
+        Start a workflow (agent) run: ``POST /v1/run/agents``, the path of SDK 1.0.56 and the OpenAPI.
+
+        ``template`` is sent as ``?template=true`` / ``?template=false`` when given, as the SDK does; left
+        ``None``, the query is omitted and the server's default (false) applies.
+        """
         return self.call(_run_workflow_call(request, user_agent, max_steps_override, template))
 
     def get_run(self, run_id: str, *, deadline: float | None = None) -> RunResponse:
@@ -397,9 +402,8 @@ class SkyvernHook(BaseHook):
     def get_run_timeline(self, run_id: str) -> list[TimelineEntry]:
         return self.call(_timeline_call(run_id))
 
-    def get_run_artifacts(
-        self, run_id: str, artifact_types: Iterable[ArtifactType | str] | None = None
-    ) -> list[Artifact]:
+    def get_run_artifacts(self, run_id: str, artifact_types: ArtifactTypes = None) -> list[Artifact]:
+        """A run's artifacts; ``artifact_types`` (one type or several) filters them, ``None`` lists all."""
         return self.call(_artifacts_call(run_id, artifact_types))
 
     def get_artifact(self, artifact_id: str) -> Artifact:
@@ -438,7 +442,7 @@ class SkyvernHook(BaseHook):
         *,
         user_agent: str | None = None,
         max_steps_override: int | None = None,
-        template: bool = False,
+        template: bool | None = None,
     ) -> WorkflowRunResponse:
         return await self.acall(_run_workflow_call(request, user_agent, max_steps_override, template))
 
@@ -451,9 +455,7 @@ class SkyvernHook(BaseHook):
     async def aget_run_timeline(self, run_id: str) -> list[TimelineEntry]:
         return await self.acall(_timeline_call(run_id))
 
-    async def aget_run_artifacts(
-        self, run_id: str, artifact_types: Iterable[ArtifactType | str] | None = None
-    ) -> list[Artifact]:
+    async def aget_run_artifacts(self, run_id: str, artifact_types: ArtifactTypes = None) -> list[Artifact]:
         return await self.acall(_artifacts_call(run_id, artifact_types))
 
     async def aget_artifact(self, artifact_id: str) -> Artifact:
@@ -504,6 +506,10 @@ class SkyvernHook(BaseHook):
 # ---- request descriptions -----------------------------------------------------------------------------
 
 
+ArtifactTypes = ArtifactType | str | Iterable[ArtifactType | str] | None
+"""One artifact type or several (each sent as a repeated ``artifact_type`` query key)."""
+
+
 def _agent_headers(user_agent: str | None) -> dict[str, str]:
     return {"x-user-agent": user_agent} if user_agent else {}
 
@@ -520,17 +526,18 @@ def _run_task_call(request: TaskRunRequest, user_agent: str | None) -> ApiCall[T
 
 
 def _run_workflow_call(
-    request: WorkflowRunRequest, user_agent: str | None, max_steps_override: int | None, template: bool
+    request: WorkflowRunRequest, user_agent: str | None, max_steps_override: int | None, template: bool | None
 ) -> ApiCall[WorkflowRunResponse]:
     headers = _agent_headers(user_agent)
     if max_steps_override is not None:
         headers["x-max-steps-override"] = str(max_steps_override)
+    # /v1/run/workflows (body key workflow_id) is a hidden alias on the server; this is the public route.
     return ApiCall(
         "POST",
-        "/v1/run/workflows",
+        "/v1/run/agents",
         _WORKFLOW_RUN,
         json=request.to_wire(),
-        params=[("template", "true")] if template else [],
+        params=[] if template is None else [("template", "true" if template else "false")],
         headers=headers,
         creates=True,
     )
@@ -548,10 +555,10 @@ def _timeline_call(run_id: str) -> ApiCall[list[TimelineEntry]]:
     return ApiCall("GET", f"/v1/runs/{_path_id(run_id, 'run_id')}/timeline", _TIMELINE)
 
 
-def _artifacts_call(
-    run_id: str, artifact_types: Iterable[ArtifactType | str] | None
-) -> ApiCall[list[Artifact]]:
-    params: QueryParams = [("artifact_type", str(ArtifactType(t).value)) for t in artifact_types or ()]
+def _artifacts_call(run_id: str, artifact_types: ArtifactTypes) -> ApiCall[list[Artifact]]:
+    # A str is itself an iterable (of letters): one type given bare must not become one filter per letter.
+    types = (artifact_types,) if isinstance(artifact_types, str) else artifact_types or ()
+    params: QueryParams = [("artifact_type", str(ArtifactType(t).value)) for t in types]
     return ApiCall("GET", f"/v1/runs/{_path_id(run_id, 'run_id')}/artifacts", _ARTIFACTS, params=params)
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import jsonschema
 from pydantic import BaseModel, ValidationError
 
-from airflow_provider_skyvern.models import ProxyLocation, RunEngine
+from airflow_provider_skyvern.models import GeoTarget, ProxyLocation, RunEngine
 
 RUN_WITH_VALUES = ("agent", "code")
 FORBIDDEN_USER_AGENTS = ("skyvern-ui",)  # makes Skyvern truncate output values (API.md §1)
@@ -85,21 +85,27 @@ def check_engine(value: Any) -> RunEngine | None:
 
 
 def check_proxy_location(value: Any) -> ProxyLocation | dict[str, Any] | None:
+    """A geo target (a mapping with ``country``) comes back normalised as Skyvern normalises it."""
     if value is None:
         return None
+    problem = ""
     if isinstance(value, (str, ProxyLocation)):
         proxy = ProxyLocation(value)
         if proxy.is_known:
             return proxy
-    elif isinstance(value, Mapping) and (
-        (isinstance(value.get("country"), str) and len(value["country"]) == 2)
-        or isinstance(value.get("url"), str)
-    ):
+    elif isinstance(value, Mapping) and "country" in value:
+        try:
+            return GeoTarget.model_validate(value).to_wire()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            problem = f" ({'.'.join(str(part) for part in first['loc']) or 'geo target'}: {first['msg']})"
+    elif isinstance(value, Mapping) and isinstance(value.get("url"), str):
         return dict(value)
     raise InvalidParameter(
         "proxy_location",
-        f"{value!r} is not accepted; use a ProxyLocation such as 'RESIDENTIAL' or 'RESIDENTIAL_GB' or 'NONE', "
-        "a geo target {'country': 'US', 'subdivision'?: 'CA', 'city'?: '...'}, or {'url': 'http://host:port'}",
+        f"{value!r} is not accepted{problem}; use a ProxyLocation such as 'RESIDENTIAL' or 'RESIDENTIAL_GB' or "
+        "'NONE', a geo target {'country': 'US', 'subdivision'?: 'CA', 'city'?: '...', 'isISP'?: True}, "
+        "or {'url': 'http://host:port'}",
     )
 
 

@@ -294,6 +294,24 @@ def test_list_runs_searches_filters_and_pages_newest_first(hook: SkyvernHook, cl
     assert [item.run_id for item in page_two] == [second.run_id, first.run_id]
 
 
+def test_a_null_engine_is_refused_as_by_skyvern_and_the_hook_never_sends_one(
+    hook: SkyvernHook, emulator: EmulatorServer
+) -> None:
+    emulator.control.headers["x-api-key"] = emulator.api_key
+    refused = emulator.control.post("/v1/run/tasks", json={"prompt": "p", "engine": None})
+    refused_flag = emulator.control.post(
+        "/v1/run/agents", json={"agent_id": "wpid_1", "start_fresh_browser": None}
+    )
+
+    run = hook.run_task(TaskRunRequest(prompt="p", engine=None, publish_workflow=None))
+
+    assert refused.status_code == refused_flag.status_code == 422
+    assert [e["loc"] for e in refused.json()["detail"]] == [["body", "engine"]]
+    assert [e["loc"] for e in refused_flag.json()["detail"]] == [["body", "start_fresh_browser"]]
+    assert run.run_type is not None
+    assert run.run_type.value == "task_v1"  # no engine sent: the server default, skyvern-1.0
+
+
 def test_workflow_runs_and_their_timeline(hook: SkyvernHook, clock: FakeClock) -> None:
     run = hook.run_workflow(
         WorkflowRunRequest(workflow_id="wpid_42", parameters={"query": "laptops"}), max_steps_override=2
@@ -312,6 +330,24 @@ def test_workflow_runs_and_their_timeline(hook: SkyvernHook, clock: FakeClock) -
     assert len(timeline[0].children or []) == 2
     with pytest.raises(SkyvernNotFoundError, match="Workflow not found w_1"):
         hook.run_workflow(WorkflowRunRequest(workflow_id="w_1"))
+
+
+def test_a_workflow_run_goes_to_run_agents_and_skyverns_alias_keys_are_accepted(
+    hook: SkyvernHook, emulator: EmulatorServer
+) -> None:
+    run = hook.run_workflow(WorkflowRunRequest(workflow_id="wpid_42"), template=False)
+    emulator.control.headers["x-api-key"] = emulator.api_key
+    both = emulator.control.post("/v1/run/agents", json={"agent_id": "wpid_7", "workflow_id": "wpid_8"})
+    legacy = emulator.control.post("/v1/run/workflows", json={"workflow_id": "wpid_9"})
+
+    logged = emulator.control.get("/_emulator/requests").json()["requests"]
+    assert (logged[0]["method"], logged[0]["path"], logged[0]["status"]) == ("POST", "/v1/run/agents", 200)
+    echoed = hook.get_run(run.run_id).run_request
+    assert echoed is not None
+    assert echoed["workflow_id"] == "wpid_42"  # Skyvern echoes the key under the field's name
+    assert (both.status_code, legacy.status_code) == (200, 200)
+    assert both.json()["run_request"]["workflow_id"] == "wpid_7"  # with both keys, agent_id wins
+    assert [item.workflow_permanent_id for item in hook.list_runs()] == ["wpid_9", "wpid_7", "wpid_42"]
 
 
 def test_completed_workflow_output_has_skyverns_shape(hook: SkyvernHook, clock: FakeClock) -> None:
