@@ -539,12 +539,3 @@ def test_concurrent_first_async_calls_share_one_client(
     asyncio.run(five_at_once())
     assert len(created) == 1
     assert created[0].is_closed
-
-
-@respx.mock(base_url=BASE_URL)
-def test_a_hook_works_on_a_second_event_loop(respx_mock: respx.MockRouter) -> None:
-    respx_mock.get("/v1/runs/tsk_1").respond(200, json=task_run("tsk_1", "running"))
-    hook = SkyvernHook()
-    first = asyncio.run(hook.aget_run("tsk_1"))  # the loop closes with the client still open
-    second = asyncio.run(hook.aget_run("tsk_1"))  # used to raise "Event loop is closed"
-    assert first.run_id == second.run_id == "tsk_1"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import httpx
 import pytest
 import respx
 
@@ -211,11 +209,3 @@ def test_an_error_event_from_a_deleted_connection_cancels_on_the_last_try(skyver
         "isn't defined; it was canceled"
     )
     assert cancel.call_count == 1
-
-
-def test_the_request_body_has_no_nulls(skyvern: respx.MockRouter) -> None:
-    post = skyvern.post("/v1/run/tasks").respond(200, json=task_run("tsk_v2_1", "completed"))
-    operator(reattach=False).execute(make_context())
-    body = json.loads(post.calls.last.request.content)
-    assert None not in body.values()
-    assert httpx.URL(str(post.calls.last.request.url)).path == "/v1/run/tasks"

@@ -461,3 +461,13 @@ def test_inspection_lists_every_run_and_resets(hook: SkyvernHook, emulator: Emul
         ("POST", f"/v1/runs/{run.run_id}/cancel", 200),
     ]
     assert emulator.control.get("/_emulator/runs").json() == {"runs": []}
+
+
+def test_one_hook_serves_two_event_loops_one_after_the_other(hook: SkyvernHook) -> None:
+    """A pooled connection belongs to its loop: a second ``asyncio.run`` must not reuse the first's."""
+    import asyncio
+
+    run = hook.run_task(TaskRunRequest(prompt="Extract the top 3 products"))
+    first = asyncio.run(hook.aget_run(run.run_id))  # the loop closes, its client still open
+    second = asyncio.run(hook.aget_run(run.run_id))  # used to fail: RuntimeError: Event loop is closed
+    assert first.run_id == second.run_id == run.run_id
