@@ -37,6 +37,7 @@ from airflow_provider_skyvern.exceptions import (
     http_error_class,
 )
 from airflow_provider_skyvern.hooks.clock import SYSTEM_CLOCK, Clock
+from airflow_provider_skyvern.hooks.pool import POOL_LIMITS, SHARED_CLIENTS
 from airflow_provider_skyvern.hooks.retry import CallBudget, retry_arguments
 from airflow_provider_skyvern.models import (
     Artifact,
@@ -192,8 +193,9 @@ class SkyvernHook(BaseHook):
     Talks to Skyvern Cloud or a self-hosted Skyvern with the API key of an Airflow connection.
 
     Every call exists in a sync form (``get_run``) and an async form (``aget_run``) for triggers. The hook
-    keeps one ``httpx.Client`` and one ``httpx.AsyncClient`` per event loop, created on first use; close
-    them with :meth:`close` / :meth:`aclose` (or use the hook as a context manager). A call gives up after
+    keeps one ``httpx.Client``, created on first use; async calls borrow the event loop's client for this
+    endpoint, shared with every other hook on the loop (:mod:`.pool`). Close or give them back with
+    :meth:`close` / :meth:`aclose` (or use the hook as a context manager). A call gives up after
     the connection's ``total_timeout`` (retries and waits included) or at its ``deadline``, whichever is
     first.
 
@@ -261,13 +263,20 @@ class SkyvernHook(BaseHook):
         return self._client
 
     async def aget_conn(self) -> httpx.AsyncClient:
-        """The client of the running event loop; a client made on another loop is never reused."""
+        """The running loop's shared client for this endpoint; one made on another loop is never reused."""
         settings = await self.aget_settings()
         loop = asyncio.get_running_loop()  # from here on no await: concurrent first calls share one client
         if self._async_client is None or self._async_client_loop is not loop:
-            self._async_client = httpx.AsyncClient(**self._client_options(settings))
+            self._async_client = SHARED_CLIENTS.acquire(
+                self._endpoint(settings),
+                lambda: httpx.AsyncClient(**self._client_options(settings), limits=POOL_LIMITS),
+            )
             self._async_client_loop = loop
         return self._async_client
+
+    @staticmethod
+    def _endpoint(settings: ConnectionSettings) -> tuple[str, str]:
+        return SHARED_CLIENTS.endpoint(settings.base_url, settings.api_key)
 
     def close(self) -> None:
         if self._client is not None:
@@ -275,10 +284,11 @@ class SkyvernHook(BaseHook):
             self._client = None
 
     async def aclose(self) -> None:
+        """Give the shared client back (the last hook on the loop closes it)."""
         client, self._async_client = self._async_client, None
-        if client is not None and self._async_client_loop is asyncio.get_running_loop():
-            await client.aclose()
-        self._async_client_loop = None
+        loop, self._async_client_loop = self._async_client_loop, None
+        if client is not None and self._settings is not None and loop is asyncio.get_running_loop():
+            await SHARED_CLIENTS.release(self._endpoint(self._settings), client)
 
     def __enter__(self) -> SkyvernHook:
         return self

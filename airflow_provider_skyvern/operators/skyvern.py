@@ -48,7 +48,9 @@ class SkyvernRunTaskOperator(BaseOperator):
     :param wait_for_completion: wait for the run and return its output (default); False returns the run id.
     :param timeout: seconds to wait before the run is canceled and the task fails (default 1800). A
         shorter ``execution_timeout`` binds the same way, in both modes.
-    :param poll_interval: seconds between status polls (default 10).
+    :param poll_interval: the longest gap between status polls, in seconds (default 30). Polls start 1 s
+        apart and spread out to about a tenth of the run's age, so a short run is noticed within a second
+        and a long one costs few requests.
     :param deferrable: wait in the triggerer instead of a worker slot (default ``[operators] default_deferrable``).
     :param reattach: adopt the run an earlier try of this task instance started instead of paying for a
         second one (tags the title; see the README). False always starts a fresh run and keeps the title as is.
@@ -118,7 +120,7 @@ class SkyvernRunTaskOperator(BaseOperator):
         run_with: str | None = None,
         wait_for_completion: bool = True,
         timeout: float = 1800,
-        poll_interval: float = 10,
+        poll_interval: float = 30,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         reattach: bool = True,
         cancel_on_kill: bool = True,

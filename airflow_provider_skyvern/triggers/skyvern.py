@@ -29,7 +29,8 @@ class SkyvernRunTrigger(BaseTrigger):
 
     :param run_id: the Skyvern run to wait for.
     :param deadline: Unix time (seconds) after which the wait ends with a ``deadline`` event.
-    :param poll_interval: seconds between polls.
+    :param poll_interval: the longest gap between polls, in seconds (polls start 1 s apart and spread out
+        with the run's age, see :class:`RunWatch`).
     :param limit: what the deadline stands for, echoed in the event (``timeout=1800s``).
     :param skyvern_conn_id: Airflow connection of type ``skyvern``.
     :param cancel_on_kill: cancel the run when the wait is abandoned by a user (the task instance was
@@ -40,7 +41,7 @@ class SkyvernRunTrigger(BaseTrigger):
         self,
         run_id: str,
         deadline: float,
-        poll_interval: float = 10.0,
+        poll_interval: float = 30.0,
         skyvern_conn_id: str = DEFAULT_CONN_ID,
         cancel_on_kill: bool = True,
         limit: str | None = None,
@@ -67,9 +68,9 @@ class SkyvernRunTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        watch = RunWatch(self.log, self.run_id, self.deadline, limit=self.limit)
         try:
             async with SkyvernHook(self.skyvern_conn_id) as hook:
+                watch = RunWatch(self.log, self.run_id, self.deadline, limit=self.limit, clock=hook.clock)
                 while True:
                     try:
                         event = watch.observe(run=await hook.aget_run(self.run_id, deadline=self.deadline))

@@ -1,14 +1,22 @@
-"""The waiting policy shared by the deferrable trigger and blocking mode: what to log, when to stop."""
+"""The waiting policy shared by the deferrable trigger and blocking mode: what to log, when to stop,
+and when to look again."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
-from airflow_provider_skyvern.exceptions import one_line
+from airflow_provider_skyvern.exceptions import SkyvernHTTPError, one_line
 from airflow_provider_skyvern.hooks.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_skyvern.hooks.retry import is_retryable
 from airflow_provider_skyvern.models import RunResponse, RunStatus
 from airflow_provider_skyvern.triggers.events import RunEvent
+
+AGE_FRACTION = 0.1
+"""A finished run is noticed within about a tenth of its age: soon for short runs, few polls for long ones."""
+MIN_GAP_SECONDS = 1.0
+JITTER = 0.2
+"""Each gap is shortened by up to this fraction at random, so thousands of triggers never poll in step."""
 
 
 class RunWatch:
@@ -17,6 +25,9 @@ class RunWatch:
     user's progress view in the task log) and returns the event that ends the wait, if any. Transient
     errors never end it; any other exception does (the operator then decides about the run); unknown and
     paused statuses never count as success.
+
+    Polls are adaptive (:meth:`pause`): the gap is ~10 % of the run's age, at least 1 s, at most
+    ``poll_interval``, a little less at random, and never shorter than a ``Retry-After`` Skyvern asked for.
 
     :param limit: what the deadline stands for, in the user's words (``timeout=1800s``).
     """
@@ -34,18 +45,26 @@ class RunWatch:
         self._logged: tuple[str, int | None] | None = None
         self._last_error: str | None = None
         self._polls_ok = 0
+        self._first_seen = clock.time()
+        self._created_at: float | None = None
+        self._rate_limited = False
+        self._retry_after: float | None = None
 
     def observe(
         self, *, run: RunResponse | None = None, error: BaseException | None = None
     ) -> RunEvent | None:
+        self._rate_limited, self._retry_after = False, None
         if run is not None:
             self._polls_ok += 1
             self._last_error = None
+            self._created_at = run.created_at.timestamp()
             self._report(run)
             if run.is_terminal:
                 return RunEvent("terminal", self.run_id, run.status.value, run.step_count)
         elif error is not None:
             self._last_error = _describe(error)
+            if isinstance(error, SkyvernHTTPError):  # the poll's own retries already waited as asked
+                self._rate_limited, self._retry_after = error.http_status == 429, error.retry_after
             if not is_retryable(error):
                 return self._event("error", self._last_error)
             self._log.warning(
@@ -56,8 +75,16 @@ class RunWatch:
         return None
 
     def pause(self, poll_interval: float) -> float:
-        """Seconds to sleep before the next poll: the interval, cut short by the deadline."""
-        return max(0.0, min(poll_interval, self.deadline - self._clock.time()))
+        """Seconds to sleep before the next poll (see the class docstring), cut short by the deadline."""
+        now = self._clock.time()
+        age = max(0.0, now - (self._created_at if self._created_at is not None else self._first_seen))
+        gap = min(poll_interval, max(MIN_GAP_SECONDS, AGE_FRACTION * age))
+        gap *= 1 - JITTER * random.random()  # noqa: S311 - spreading load, not security
+        if self._rate_limited:
+            gap = max(gap, poll_interval)
+        if self._retry_after is not None:
+            gap = max(gap, self._retry_after)
+        return max(0.0, min(gap, self.deadline - now))
 
     def _event(self, kind: Any, message: str | None) -> RunEvent:
         return RunEvent(kind, self.run_id, self._status, self._step_count, message, self.limit)
