@@ -1,27 +1,34 @@
-"""SkyvernRunTaskOperator: run one Skyvern task from a DAG and hand its output to downstream tasks."""
+"""SkyvernRunTaskOperator: run one Skyvern task from a DAG and hand its output to downstream tasks.
+
+Airflow imports this module on every parse of a DAG file that uses the operator, so at module level it
+imports only what constructing and checking an operator needs; the hook, the trigger and the reattach
+machinery are imported where the task runs.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from airflow.sdk import BaseOperator
 from pydantic import ValidationError
 
 from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.compat import AirflowException, AirflowFailException, conf
+from airflow_provider_skyvern.enums import RunStatus
 from airflow_provider_skyvern.exceptions import SkyvernBadRequestError, SkyvernError, one_line
-from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.links.skyvern import APP_URL_XCOM_KEY, SkyvernRunLink
-from airflow_provider_skyvern.models import RunResponse, RunStatus, TaskRunRequest
 from airflow_provider_skyvern.operators import validation as check
-from airflow_provider_skyvern.operators.claim import RunClaim, cancel_run
-from airflow_provider_skyvern.operators.reattach import RunStateUnknown, SubmissionLedger, keeps_title
-from airflow_provider_skyvern.triggers.events import RunEvent
-from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
-from airflow_provider_skyvern.triggers.waiting import RunWatch
+from airflow_provider_skyvern.requests import TaskRunRequest
+
+if TYPE_CHECKING:
+    from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
+    from airflow_provider_skyvern.models import RunResponse
+    from airflow_provider_skyvern.operators.claim import RunClaim
+    from airflow_provider_skyvern.operators.reattach import SubmissionLedger
+    from airflow_provider_skyvern.triggers.events import RunEvent
 
 OutputValidation = Literal["warn", "fail"]
 
@@ -184,11 +191,16 @@ class SkyvernRunTaskOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> SkyvernHook:
+        from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
+
         return SkyvernHook(self.skyvern_conn_id)
 
     # ---- execution ------------------------------------------------------------------------------------
 
     def execute(self, context: Any) -> Any:
+        from airflow_provider_skyvern.operators.claim import RunClaim
+        from airflow_provider_skyvern.operators.reattach import RunStateUnknown
+
         try:
             request = self._build_request()
         except check.InvalidParameter as exc:
@@ -213,6 +225,8 @@ class SkyvernRunTaskOperator(BaseOperator):
             return self._finish(context, run)
         deadline, limit = self._deadline(context)
         if self.deferrable:
+            from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
+
             self.defer(
                 trigger=SkyvernRunTrigger(
                     run_id=run.run_id,
@@ -232,6 +246,8 @@ class SkyvernRunTaskOperator(BaseOperator):
         self, context: Any, event: Any = None, run_id: str | None = None, app_url: str | None = None
     ) -> Any:
         """:param run_id: the run this task deferred on (the event must name it); ``app_url`` its page."""
+        from airflow_provider_skyvern.triggers.events import RunEvent
+
         if run_id is None:  # dag.test() resumes with the event only: the XComs pushed before deferring
             run_id, app_url = self._pulled(context, "run_id"), self._pulled(context, APP_URL_XCOM_KEY)
         self.skyvern_app_url = app_url
@@ -263,6 +279,8 @@ class SkyvernRunTaskOperator(BaseOperator):
     # ---- steps ----------------------------------------------------------------------------------------
 
     def _submit(self, claim: RunClaim) -> RunResponse:
+        from airflow_provider_skyvern.operators.reattach import RunStateUnknown
+
         try:
             return claim.submit(user_agent=self.user_agent)
         except SkyvernBadRequestError as exc:  # the same request would be refused on every retry
@@ -286,6 +304,8 @@ class SkyvernRunTaskOperator(BaseOperator):
 
     def _wait_blocking(self, run_id: str, deadline: float, limit: str) -> RunEvent:
         """The trigger's policy, synchronously (``deferrable=False``)."""
+        from airflow_provider_skyvern.triggers.waiting import RunWatch
+
         clock = self.hook.clock
         watch = RunWatch(self.log, run_id, deadline, limit=limit, clock=clock)
         while True:
@@ -298,6 +318,8 @@ class SkyvernRunTaskOperator(BaseOperator):
             clock.sleep(watch.pause(self.poll_interval))
 
     def _handle_event(self, context: Any, event: RunEvent) -> Any:
+        from airflow_provider_skyvern.operators.reattach import SubmissionLedger
+
         ledger = SubmissionLedger(context)
         if event.kind == "error":
             if self._next_try_can_reattach(context, ledger):
@@ -335,6 +357,8 @@ class SkyvernRunTaskOperator(BaseOperator):
 
     def _next_try_can_reattach(self, context: Any, ledger: SubmissionLedger) -> bool:
         """A retry follows and will find this run: by the state store, or (Airflow < 3.3) by its tag."""
+        from airflow_provider_skyvern.operators.reattach import keeps_title
+
         if not self.reattach or _is_final_try(context):
             return False
         return ledger.available or keeps_title(self._build_request())
@@ -346,6 +370,8 @@ class SkyvernRunTaskOperator(BaseOperator):
                 context["ti"].xcom_push(key=key, value=value)
 
     def _finish(self, context: Any, run: RunResponse) -> Any:
+        from airflow_provider_skyvern.operators.reattach import SubmissionLedger
+
         ledger = SubmissionLedger(context)
         self.skyvern_app_url = run.app_url or self.skyvern_app_url
         self._push(context, **_result_xcoms(run))
@@ -376,6 +402,8 @@ class SkyvernRunTaskOperator(BaseOperator):
             return None
 
     def _cancel(self, run_id: str) -> str:
+        from airflow_provider_skyvern.operators.claim import cancel_run
+
         return cancel_run(self.hook, run_id, self.log)
 
 

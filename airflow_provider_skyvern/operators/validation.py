@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import jsonschema
 from pydantic import BaseModel, ValidationError
 
-from airflow_provider_skyvern.models import GeoTarget, ProxyLocation, RunEngine
+from airflow_provider_skyvern.enums import ProxyLocation, RunEngine
+from airflow_provider_skyvern.requests import GeoTarget
 
 RUN_WITH_VALUES = ("agent", "code")
 FORBIDDEN_USER_AGENTS = ("skyvern-ui",)  # makes Skyvern truncate output values (API.md §1)
@@ -164,6 +164,8 @@ def normalize_schema(value: Any) -> dict[str, Any] | list[Any] | None:
             f"must be a JSON Schema (dict, JSON string or pydantic model class), got {type(value).__name__}",
         )
     if isinstance(value, dict):
+        import jsonschema  # only DAGs that give a schema pay for it
+
         validator_class = jsonschema.validators.validator_for(value, default=jsonschema.Draft202012Validator)
         try:
             validator_class.check_schema(value)
@@ -179,6 +181,8 @@ def output_schema_errors(schema: dict[str, Any] | list[Any] | None, output: Any)
     """Where the extracted output breaks the requested schema, one short line per problem."""
     if not isinstance(schema, dict) or output is None:
         return []
+    import jsonschema
+
     validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     problems = []
     for error in sorted(validator_class(schema).iter_errors(output), key=lambda e: list(e.absolute_path)):

@@ -1,0 +1,167 @@
+"""Pydantic models of the request bodies Skyvern accepts (API.md §3).
+
+Requests reject unknown fields and omit every field the caller did not set. Apart from the response
+models because parse-time checks of operator arguments need only these.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
+
+from airflow_provider_skyvern.enums import ProxyLocation, RunEngine
+
+
+class _Request(BaseModel):
+    """
+    Requests reject unknown fields (a typo must not be dropped silently) and send only set, non-null fields.
+
+    A field set to ``None`` counts as not given and is left out rather than sent as ``null``: Skyvern 1.0.56
+    answers 422 to a null ``engine``, ``publish_workflow``, ``start_fresh_browser`` or
+    ``generate_browser_profile``, and a field left out gets the server's default. Only the keys in
+    :attr:`NULL_IS_MEANINGFUL` keep an explicit ``null``.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+
+    NULL_IS_MEANINGFUL: ClassVar[frozenset[str]] = frozenset()
+    """Wire keys whose explicit ``None`` is sent as ``null``, because the server reads null differently."""
+
+    @model_serializer(mode="wrap")
+    def _drop_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {
+            key: value for key, value in data.items() if value is not None or key in self.NULL_IS_MEANINGFUL
+        }
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True, by_alias=True)
+
+
+_PROXY_NULL = frozenset({"proxy_location"})
+"""``proxy_location=None`` goes out as ``null`` on purpose: Skyvern 1.0.56 reads an omitted proxy_location as
+RESIDENTIAL, but a null one as "not chosen", so a workflow run inherits the workflow's saved proxy location
+(the only way to get it) and a task gets the server's runtime default. For a browser session both are the same."""
+
+
+class GeoTarget(_Request):
+    """
+    A proxy geo target, normalised as Skyvern 1.0.56's own ``GeoTarget`` does on arrival.
+
+    ``country`` is upper-cased (``us`` -> ``US``) and ``subdivision`` upper-cased without its country prefix
+    (``US-CA`` -> ``CA``), so what is sent (and fingerprinted) is what the server keeps. ``is_isp`` is the
+    wire key ``isISP``.
+    """
+
+    country: str = Field(min_length=2, max_length=2, description="ISO 3166-1 alpha-2 code.")
+    subdivision: str | None = Field(
+        default=None, max_length=10, description="ISO 3166-2 code without the country prefix, e.g. CA."
+    )
+    city: str | None = Field(default=None, max_length=100, description="English city name (GeoNames).")
+    is_isp: bool | None = Field(default=None, alias="isISP", description="Use an ISP proxy for this target.")
+
+    @field_validator("country")
+    @classmethod
+    def _upper_country(cls, value: str) -> str:
+        return value.upper()
+
+    @field_validator("subdivision")
+    @classmethod
+    def _subdivision_without_country(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.upper()
+        return value.split("-", 1)[1] if "-" in value else value
+
+
+ProxySetting = ProxyLocation | GeoTarget | dict[str, Any]
+"""A named proxy pool, a geographic target, or (self-hosted) ``{"url": "http://user:pass@host:port"}``."""
+
+
+class TaskRunRequest(_Request):
+    """Body of ``POST /v1/run/tasks``."""
+
+    NULL_IS_MEANINGFUL = _PROXY_NULL
+
+    prompt: str
+    url: str | None = None
+    engine: RunEngine | None = None
+    title: str | None = None
+    proxy_location: ProxySetting | None = None
+    data_extraction_schema: dict[str, Any] | list[Any] | str | None = None
+    error_code_mapping: dict[str, str] | None = None
+    max_steps: int | None = None
+    webhook_url: str | None = None
+    totp_identifier: str | None = None
+    totp_url: str | None = None
+    browser_session_id: str | None = None
+    browser_profile_id: str | None = None
+    start_fresh_browser: bool | None = None
+    model: dict[str, Any] | None = None
+    extra_http_headers: dict[str, str] | None = None
+    cdp_connect_headers: dict[str, str] | None = None
+    publish_workflow: bool | None = None
+    include_action_history_in_verification: bool | None = None
+    max_screenshot_scrolls: int | None = None
+    browser_address: str | None = None
+    run_with: str | None = None
+    file_ids: list[str] | None = None
+
+
+class WorkflowRunRequest(_Request):
+    """
+    Body of ``POST /v1/run/agents`` (an agent is a workflow).
+
+    ``workflow_id`` (the ``wpid_…`` id) goes out as ``agent_id``, the key of SDK 1.0.56 and the published
+    OpenAPI; like the server, the model also takes ``agent_id`` on input.
+    """
+
+    NULL_IS_MEANINGFUL = _PROXY_NULL
+
+    workflow_id: str = Field(
+        validation_alias=AliasChoices("agent_id", "workflow_id"), serialization_alias="agent_id"
+    )
+    parameters: dict[str, Any] | None = None
+    title: str | None = None
+    proxy_location: ProxySetting | None = None
+    webhook_url: str | None = None
+    totp_url: str | None = None
+    totp_identifier: str | None = None
+    browser_session_id: str | None = None
+    browser_profile_id: str | None = None
+    reuse_browser_session: bool | None = None
+    start_fresh_browser: bool | None = None
+    max_screenshot_scrolls: int | None = None
+    max_elapsed_time_minutes: int | None = Field(default=None, ge=1, le=480)
+    extra_http_headers: dict[str, str] | None = None
+    cdp_connect_headers: dict[str, str] | None = None
+    browser_address: str | None = None
+    ai_fallback: bool | None = None
+    run_with: str | None = None
+    run_metadata: dict[str, str] | None = None
+    browser_type: str | None = None
+    file_ids: list[str] | None = None
+
+
+class CreateBrowserSessionRequest(_Request):
+    """Body of ``POST /v1/browser_sessions``; ``timeout`` is in minutes (server caps it at 240)."""
+
+    NULL_IS_MEANINGFUL = _PROXY_NULL
+
+    url: str | None = None
+    timeout: int | None = Field(default=None, ge=5)
+    proxy_location: ProxySetting | None = None
+    proxy_session_id: str | None = None
+    extensions: list[str] | None = None
+    browser_type: str | None = None
+    browser_profile_id: str | None = None
+    generate_browser_profile: bool | None = None
