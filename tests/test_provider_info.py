@@ -78,3 +78,12 @@ def test_provider_package_import_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_one_version_everywhere() -> None:
+    """pyproject reads the version from __init__.py; the installed metadata and the provider info agree."""
+    from airflow_provider_skyvern import __version__
+
+    assert get_provider_info()["versions"] == [__version__]
+    # An editable install keeps the metadata of its install: after a bump, reinstall (`uv pip install -e .`).
+    assert version("airflow-provider-skyvern") == __version__
