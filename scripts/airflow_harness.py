@@ -2,8 +2,10 @@
 
 Everything listens on 127.0.0.1 on free ports and lives in a throwaway AIRFLOW_HOME. Each service runs in a
 session of its own with SIGINT at its default: standalone only shuts its components down on SIGINT
-(SIGTERM orphans them), and a session lets us check afterwards that no process of it is left. Failures
-raise :class:`HarnessError`, whose message is one line meant for a person.
+(SIGTERM to it alone orphans them), and a session lets us find every process it left, whatever process
+group it moved to. Stopping escalates: SIGINT to the leader, then SIGTERM and at last SIGKILL to every
+process left in the session. Failures raise :class:`HarnessError`, whose message is one line meant for a
+person.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ VENV_BIN = Path(sys.executable).parent
 EMULATOR_MODULE = "airflow_provider_skyvern.emulator"
 EMULATOR_API_KEY = "emulator-key-not-a-secret"
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+STANDALONE_COMPONENTS = ("scheduler", "dag-processor", "api-server", "triggerer")
 T = TypeVar("T")
 
 
@@ -78,6 +82,23 @@ def session_members(sid: int) -> list[int]:
     return members
 
 
+def describe_processes(pids: list[int], limit: int = 6) -> str:
+    """``airflow scheduler (123), …`` for a person: which processes a step is about."""
+    names = []
+    for pid in sorted(pids)[:limit]:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            words = [Path(arg.decode(errors="replace")).name for arg in argv if arg][:3]
+        except OSError:
+            words = []
+        # "python …/airflow scheduler" → "airflow scheduler"; a LocalExecutor worker keeps its title.
+        if len(words) > 1 and words[0].startswith("python"):
+            words = words[1:]
+        names.append(f"{' '.join(words) or '?'} ({pid})")
+    more = f", and {len(pids) - limit} more" if len(pids) > limit else ""
+    return ", ".join(names) + more
+
+
 @contextlib.contextmanager
 def sigint_deferred() -> Iterator[None]:
     """A second Ctrl-C must not cut a shutdown short and leave processes behind."""
@@ -93,8 +114,34 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@dataclass(frozen=True)
+class StopReport:
+    """How a service stopped: after which signal its session was empty, and what outlived each signal."""
+
+    seconds: float
+    after_sigint: tuple[int, ...] = ()
+    """Processes left when SIGINT's grace ran out; SIGTERM was sent to each."""
+    after_sigterm: tuple[int, ...] = ()
+    """Processes left when SIGTERM's grace ran out; SIGKILL was sent to each."""
+    after_sigkill: tuple[int, ...] = ()
+    """Processes still alive after SIGKILL: the only failure."""
+    notes: tuple[str, ...] = ()
+    """What outlived each signal, named, for a person."""
+
+    def summary(self) -> str:
+        if self.after_sigkill:
+            how = "not all"
+        elif self.after_sigterm:
+            how = "after SIGKILL"
+        elif self.after_sigint:
+            how = "after SIGTERM"
+        else:
+            how = "after SIGINT"
+        return "; ".join([f"{how} in {self.seconds:.1f}s", *self.notes])
+
+
 class ManagedProcess:
-    """A child process in its own session, stopped with SIGINT and checked for leftovers."""
+    """A child process in its own session, stopped with SIGINT, then SIGTERM, then SIGKILL."""
 
     _live: set[ManagedProcess] = set()  # noqa: RUF012 - the atexit safety net, shared on purpose
 
@@ -142,35 +189,59 @@ class ManagedProcess:
                 f"{self.name} exited early; last log line: {self.log_tail()} ({self.log_path})"
             )
 
-    def stop(self, grace: float = 30.0) -> list[int]:
-        """SIGINT, wait for the whole session to end, SIGKILL what is left; returns the pids killed."""
+    def stop(self, grace: float = 30.0, term_grace: float = 15.0, kill_grace: float = 5.0) -> StopReport:
+        """SIGINT to the leader and ``grace`` seconds for the whole session to end; then SIGTERM to every
+        process left and ``term_grace``; then SIGKILL and ``kill_grace``. Never raises: the report says
+        what needed which signal, and what (if anything) outlived SIGKILL."""
+        started = time.monotonic()
         if self._proc is None:
-            return []
+            return StopReport(0.0)
+        left: dict[signal.Signals, tuple[int, ...]] = {}
+        notes = []
         with sigint_deferred():
             if self._proc.poll() is None:
                 # The leader only: standalone stops its components itself (SIGTERMs them in turn).
                 self._proc.send_signal(signal.SIGINT)
-            with contextlib.suppress(HarnessError):
-                poll_until(
-                    lambda: True if not session_members(self.pid) else None,
-                    timeout=grace,
-                    what=f"{self.name} to stop",
-                    interval=0.2,
-                )
-            leftovers = session_members(self.pid)
-            for pid in leftovers:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            self._proc.wait()
+            for sent, wait, then in (
+                (signal.SIGINT, grace, signal.SIGTERM),
+                (signal.SIGTERM, term_grace, signal.SIGKILL),
+                (signal.SIGKILL, kill_grace, None),
+            ):
+                left[sent] = tuple(self._wait_for_session_end(wait))
+                if not left[sent]:
+                    break
+                survivors = describe_processes(list(left[sent]))
+                notes.append(f"{len(left[sent])} outlived {sent.name} ({wait:g}s): {survivors}")
+                if then is not None:
+                    for pid in left[sent]:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, then)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=1.0)  # reaps the leader; returns at once unless it outlived SIGKILL
             if self._log is not None:
                 self._log.close()
             ManagedProcess._live.discard(self)
-        return leftovers
+        return StopReport(
+            time.monotonic() - started,
+            left.get(signal.SIGINT, ()),
+            left.get(signal.SIGTERM, ()),
+            left.get(signal.SIGKILL, ()),
+            tuple(notes),
+        )
+
+    def _wait_for_session_end(self, timeout: float) -> list[int]:
+        """The session's live processes once it is empty or ``timeout`` has passed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            members = session_members(self.pid)
+            if not members or time.monotonic() >= deadline:
+                return members
+            time.sleep(0.2)
 
     @classmethod
     def stop_all(cls) -> None:
         for proc in list(cls._live):
-            proc.stop(grace=10.0)
+            proc.stop(grace=10.0, term_grace=5.0)
 
 
 atexit.register(ManagedProcess.stop_all)
@@ -226,7 +297,7 @@ class Emulator:
         response = self.http.get(f"/v1/runs/{quote(run_id, safe='')}", headers={"x-api-key": self.api_key})
         return dict(raise_for_status(response))
 
-    def stop(self) -> list[int]:
+    def stop(self) -> StopReport:
         self.http.close()
         return self.process.stop()
 
@@ -262,11 +333,26 @@ class Airflow:
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 120.0) -> None:
+    def start(
+        self, timeout: float = 180.0, progress: Callable[[str], None] | None = None, every: float = 10.0
+    ) -> None:
+        """Starts standalone and logs in once it reports healthy; every ``every`` seconds until then,
+        ``progress`` gets a line saying which components are healthy yet."""
         self.process.start()
-        poll_until(
-            self._healthy, timeout=timeout, what=f"Airflow to report healthy on {self.url}", interval=1
-        )
+        started = time.monotonic()
+        next_report = started + every
+
+        def healthy() -> bool | None:
+            nonlocal next_report
+            ok = self._healthy()
+            if ok is None and progress is not None and time.monotonic() >= next_report:
+                next_report += every
+                progress(
+                    f"  waiting for Airflow ({time.monotonic() - started:.0f}s): {self.startup_status()}"
+                )
+            return ok
+
+        poll_until(healthy, timeout=timeout, what=f"Airflow to report healthy on {self.url}", interval=1)
         token = raise_for_status(
             httpx.post(
                 f"{self.url}/auth/token",
@@ -278,19 +364,43 @@ class Airflow:
 
     def _healthy(self) -> bool | None:
         self.process.ensure_running()
+        health = self._health()
+        if health is None:
+            return None
+        return True if all(health.get(name) == "healthy" for name in HEALTH_COMPONENTS) else None
+
+    def _health(self) -> dict[str, str | None] | None:
+        """Component → status from ``/monitor/health``; None while the API server does not answer."""
         try:
-            health = self.api.get("/monitor/health").json()
+            body = self.api.get("/monitor/health").json()
         except (httpx.HTTPError, ValueError):
             return None
-        components = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-        ok = all((health.get(name) or {}).get("status") == "healthy" for name in components)
-        return True if ok else None
+        if not isinstance(body, dict):
+            return None
+        return {name: (body.get(name) or {}).get("status") for name in HEALTH_COMPONENTS}
+
+    def startup_status(self) -> str:
+        """Which components are healthy yet, or (before the API server answers) which have started."""
+        health = self._health()
+        if health is None:
+            started = sorted(
+                {
+                    word.replace("_", "-")  # the API server retitles itself "airflow api_server -- …"
+                    for pid in session_members(self.process.pid)
+                    for word in describe_processes([pid]).split()
+                    if word.replace("_", "-") in STANDALONE_COMPONENTS
+                }
+            )
+            return f"API server not answering yet; started: {', '.join(started) or 'none yet'}"
+        healthy = [name for name in HEALTH_COMPONENTS if health[name] == "healthy"]
+        waiting = [name for name in HEALTH_COMPONENTS if health[name] != "healthy"]
+        return f"healthy: {', '.join(healthy) or 'none'}; not yet: {', '.join(waiting)}"
 
     def admin_password(self) -> str:
         passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
         return str(passwords["admin"])
 
-    def stop(self) -> list[int]:
+    def stop(self) -> StopReport:
         self.api.close()
         return self.process.stop()
 
@@ -509,21 +619,31 @@ def skyvern_stack(
 
 @contextlib.contextmanager
 def running(service: Emulator | Airflow, report: Callable[[str], None]) -> Iterator[None]:
-    """Starts the service and stops it on every way out (Ctrl-C and errors included); a process that
-    outlives SIGINT is killed and, when nothing else failed, reported as a failure."""
+    """Starts the service and stops it on every way out (Ctrl-C and errors included). The stop is reported
+    in one line (which signal it took); only a process that outlives SIGKILL makes it fail, and only when
+    nothing else failed first."""
     try:
-        service.start()
+        if isinstance(service, Airflow):
+            service.start(progress=report)
+        else:
+            service.start()
         yield
     except BaseException:
         _stop(service, report)
         raise
-    leftovers = _stop(service, report)
-    if leftovers:
-        raise HarnessError(f"{service.process.name} left {len(leftovers)} process(es) after SIGINT (killed)")
+    stopped = _stop(service, report)
+    if stopped.after_sigkill:
+        raise HarnessError(
+            f"{service.process.name}: {len(stopped.after_sigkill)} process(es) outlived SIGKILL: "
+            + describe_processes(list(stopped.after_sigkill))
+        )
 
 
-def _stop(service: Emulator | Airflow, report: Callable[[str], None]) -> list[int]:
-    leftovers = service.stop()
+def _stop(service: Emulator | Airflow, report: Callable[[str], None]) -> StopReport:
+    stopped = service.stop()
     name = service.process.name
-    report(f"{name} stopped, " + (f"{len(leftovers)} process(es) killed" if leftovers else "no process left"))
-    return leftovers
+    if stopped.after_sigkill:
+        report(f"{name} NOT stopped: {stopped.summary()}")
+    else:
+        report(f"{name} stopped ({stopped.summary()}), no process left")
+    return stopped
