@@ -34,6 +34,12 @@ EMULATOR_API_KEY = "emulator-key-not-a-secret"
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 STANDALONE_COMPONENTS = ("scheduler", "dag-processor", "api-server", "triggerer")
+STARTUP_MARKERS = {  # what each component of standalone logs once it runs (Airflow 3.3)
+    "scheduler": "Starting the scheduler",
+    "dag-processor": "Starting the Dag Processor Job",
+    "triggerer": "Starting the triggerer",
+    "api-server": "Application startup complete",
+}
 T = TypeVar("T")
 
 
@@ -183,13 +189,21 @@ class ManagedProcess:
             return ""
         return " | ".join(line.strip() for line in text[-lines:])
 
+    def log_lines(self, prefix: str) -> list[str]:
+        """The log's lines that standalone printed for one component (``<prefix> | …``)."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line for line in text if line.partition(" | ")[0].strip() == prefix]
+
     def ensure_running(self) -> None:
         if self.exited():
             raise HarnessError(
                 f"{self.name} exited early; last log line: {self.log_tail()} ({self.log_path})"
             )
 
-    def stop(self, grace: float = 30.0, term_grace: float = 15.0, kill_grace: float = 5.0) -> StopReport:
+    def stop(self, grace: float = 20.0, term_grace: float = 15.0, kill_grace: float = 5.0) -> StopReport:
         """SIGINT to the leader and ``grace`` seconds for the whole session to end; then SIGTERM to every
         process left and ``term_grace``; then SIGKILL and ``kill_grace``. Never raises: the report says
         what needed which signal, and what (if anything) outlived SIGKILL."""
@@ -385,21 +399,30 @@ class Airflow:
         return {name: (body.get(name) or {}).get("status") for name in HEALTH_COMPONENTS}
 
     def startup_status(self) -> str:
-        """Which components are healthy yet, or (before the API server answers) which have started."""
+        """Which components are healthy yet or, before the API server answers, which are up (by the line
+        each logs once it runs) and which are still starting (a process, still importing Airflow)."""
         health = self._health()
-        if health is None:
-            started = sorted(
-                {
-                    word.replace("_", "-")  # the API server retitles itself "airflow api_server -- …"
-                    for pid in session_members(self.process.pid)
-                    for word in describe_processes([pid]).split()
-                    if word.replace("_", "-") in STANDALONE_COMPONENTS
-                }
-            )
-            return f"API server not answering yet; started: {', '.join(started) or 'none yet'}"
-        healthy = [name for name in HEALTH_COMPONENTS if health[name] == "healthy"]
-        waiting = [name for name in HEALTH_COMPONENTS if health[name] != "healthy"]
-        return f"healthy: {', '.join(healthy) or 'none'}; not yet: {', '.join(waiting)}"
+        if health is not None:
+            healthy = [name for name in HEALTH_COMPONENTS if health[name] == "healthy"]
+            waiting = [name for name in HEALTH_COMPONENTS if health[name] != "healthy"]
+            return f"healthy: {', '.join(healthy) or 'none'}; not yet: {', '.join(waiting)}"
+        if not any("Database ready" in line for line in self.process.log_lines(prefix="standalone")):
+            return "API server not answering yet; standalone is preparing the database"
+        up = sorted(
+            name
+            for name, marker in STARTUP_MARKERS.items()
+            if any(marker in line for line in self.process.log_lines(prefix=name))
+        )
+        processes = {
+            word.replace("_", "-")  # the API server retitles itself "airflow api_server -- …"
+            for pid in session_members(self.process.pid)
+            for word in describe_processes([pid]).split()
+        }
+        starting = sorted(name for name in STANDALONE_COMPONENTS if name in processes and name not in up)
+        parts = ["API server not answering yet"]
+        parts += [f"up: {', '.join(up)}"] if up else []
+        parts += [f"starting: {', '.join(starting)}"] if starting else []
+        return "; ".join(parts)
 
     def admin_password(self) -> str:
         passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
