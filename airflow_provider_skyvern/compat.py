@@ -1,27 +1,19 @@
-"""Airflow names that moved into ``airflow.sdk`` after 3.0: taken from there when present.
+"""Airflow names that moved into ``airflow.sdk`` after 3.0, imported from wherever this Airflow keeps them.
 
-The provider supports Airflow 3.0+; this module is the one place that knows where 3.0 kept them.
+``apache-airflow-providers-common-compat`` (installed with Airflow) does the lookup: it tries the
+``airflow.sdk`` location first and falls back to the Airflow 3.0 one (``airflow.hooks.base``,
+``airflow.configuration``, ``airflow.exceptions``). Version 1.12.0 is the first to map ``conf``; the
+other four names are older there. The rest of the provider imports these names from this module only.
 """
 
 from __future__ import annotations
 
-try:
-    from airflow.sdk import BaseHook
-except ImportError:  # Airflow 3.0
-    from airflow.hooks.base import BaseHook  # type: ignore[attr-defined,no-redef]
-
-try:
-    from airflow.sdk import conf
-except ImportError:  # Airflow < 3.2
-    from airflow.configuration import conf  # type: ignore[assignment]
-
-try:
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
-except ImportError:  # Airflow < 3.2
-    from airflow.exceptions import (  # type: ignore[no-redef,attr-defined]
-        AirflowException,
-        AirflowFailException,
-        TaskDeferred,
-    )
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    BaseHook,
+    TaskDeferred,
+    conf,
+)
 
 __all__ = ["AirflowException", "AirflowFailException", "BaseHook", "TaskDeferred", "conf"]

@@ -1,4 +1,9 @@
-"""Airflow version gates: the provider supports 3.0+ and switches on newer APIs where they exist."""
+"""Airflow version gates: the provider supports 3.0+ and switches on newer APIs where they exist.
+
+Not taken from ``airflow.providers.common.compat.version_compat``: that file asks providers to keep their
+own copy rather than import it, and its ``AIRFLOW_V_3_3_PLUS`` is newer than the common-compat 1.12.0
+that compat.py needs.
+"""
 
 from __future__ import annotations
 

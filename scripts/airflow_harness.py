@@ -2,8 +2,10 @@
 
 Everything listens on 127.0.0.1 on free ports and lives in a throwaway AIRFLOW_HOME. Each service runs in a
 session of its own with SIGINT at its default: standalone only shuts its components down on SIGINT
-(SIGTERM orphans them), and a session lets us check afterwards that no process of it is left. Failures
-raise :class:`HarnessError`, whose message is one line meant for a person.
+(SIGTERM to it alone orphans them), and a session lets us find every process it left, whatever process
+group it moved to. Stopping escalates: SIGINT to the leader, then SIGTERM and at last SIGKILL to every
+process left in the session. Failures raise :class:`HarnessError`, whose message is one line meant for a
+person.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ VENV_BIN = Path(sys.executable).parent
 EMULATOR_MODULE = "airflow_provider_skyvern.emulator"
 EMULATOR_API_KEY = "emulator-key-not-a-secret"
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+HEALTH_COMPONENTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+STANDALONE_COMPONENTS = ("scheduler", "dag-processor", "api-server", "triggerer")
+STARTUP_MARKERS = {  # what each component of standalone logs once it runs (Airflow 3.3)
+    "scheduler": "Starting the scheduler",
+    "dag-processor": "Starting the Dag Processor Job",
+    "triggerer": "Starting the triggerer",
+    "api-server": "Application startup complete",
+}
 T = TypeVar("T")
 
 
@@ -78,6 +88,23 @@ def session_members(sid: int) -> list[int]:
     return members
 
 
+def describe_processes(pids: list[int], limit: int = 6) -> str:
+    """``airflow scheduler (123), …`` for a person: which processes a step is about."""
+    names = []
+    for pid in sorted(pids)[:limit]:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            words = [Path(arg.decode(errors="replace")).name for arg in argv if arg][:3]
+        except OSError:
+            words = []
+        # "python …/airflow scheduler" → "airflow scheduler"; a LocalExecutor worker keeps its title.
+        if len(words) > 1 and words[0].startswith("python"):
+            words = words[1:]
+        names.append(f"{' '.join(words) or '?'} ({pid})")
+    more = f", and {len(pids) - limit} more" if len(pids) > limit else ""
+    return ", ".join(names) + more
+
+
 @contextlib.contextmanager
 def sigint_deferred() -> Iterator[None]:
     """A second Ctrl-C must not cut a shutdown short and leave processes behind."""
@@ -93,8 +120,34 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@dataclass(frozen=True)
+class StopReport:
+    """How a service stopped: after which signal its session was empty, and what outlived each signal."""
+
+    seconds: float
+    after_sigint: tuple[int, ...] = ()
+    """Processes left when SIGINT's grace ran out; SIGTERM was sent to each."""
+    after_sigterm: tuple[int, ...] = ()
+    """Processes left when SIGTERM's grace ran out; SIGKILL was sent to each."""
+    after_sigkill: tuple[int, ...] = ()
+    """Processes still alive after SIGKILL: the only failure."""
+    notes: tuple[str, ...] = ()
+    """What outlived each signal, named, for a person."""
+
+    def summary(self) -> str:
+        if self.after_sigkill:
+            how = "not all"
+        elif self.after_sigterm:
+            how = "after SIGKILL"
+        elif self.after_sigint:
+            how = "after SIGTERM"
+        else:
+            how = "after SIGINT"
+        return "; ".join([f"{how} in {self.seconds:.1f}s", *self.notes])
+
+
 class ManagedProcess:
-    """A child process in its own session, stopped with SIGINT and checked for leftovers."""
+    """A child process in its own session, stopped with SIGINT, then SIGTERM, then SIGKILL."""
 
     _live: set[ManagedProcess] = set()  # noqa: RUF012 - the atexit safety net, shared on purpose
 
@@ -136,41 +189,73 @@ class ManagedProcess:
             return ""
         return " | ".join(line.strip() for line in text[-lines:])
 
+    def log_lines(self, prefix: str) -> list[str]:
+        """The log's lines that standalone printed for one component (``<prefix> | …``)."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line for line in text if line.partition(" | ")[0].strip() == prefix]
+
     def ensure_running(self) -> None:
         if self.exited():
             raise HarnessError(
                 f"{self.name} exited early; last log line: {self.log_tail()} ({self.log_path})"
             )
 
-    def stop(self, grace: float = 30.0) -> list[int]:
-        """SIGINT, wait for the whole session to end, SIGKILL what is left; returns the pids killed."""
+    def stop(self, grace: float = 20.0, term_grace: float = 15.0, kill_grace: float = 5.0) -> StopReport:
+        """SIGINT to the leader and ``grace`` seconds for the whole session to end; then SIGTERM to every
+        process left and ``term_grace``; then SIGKILL and ``kill_grace``. Never raises: the report says
+        what needed which signal, and what (if anything) outlived SIGKILL."""
+        started = time.monotonic()
         if self._proc is None:
-            return []
+            return StopReport(0.0)
+        left: dict[signal.Signals, tuple[int, ...]] = {}
+        notes = []
         with sigint_deferred():
             if self._proc.poll() is None:
                 # The leader only: standalone stops its components itself (SIGTERMs them in turn).
                 self._proc.send_signal(signal.SIGINT)
-            with contextlib.suppress(HarnessError):
-                poll_until(
-                    lambda: True if not session_members(self.pid) else None,
-                    timeout=grace,
-                    what=f"{self.name} to stop",
-                    interval=0.2,
-                )
-            leftovers = session_members(self.pid)
-            for pid in leftovers:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            self._proc.wait()
+            for sent, wait, then in (
+                (signal.SIGINT, grace, signal.SIGTERM),
+                (signal.SIGTERM, term_grace, signal.SIGKILL),
+                (signal.SIGKILL, kill_grace, None),
+            ):
+                left[sent] = tuple(self._wait_for_session_end(wait))
+                if not left[sent]:
+                    break
+                survivors = describe_processes(list(left[sent]))
+                notes.append(f"{len(left[sent])} outlived {sent.name} ({wait:g}s): {survivors}")
+                if then is not None:
+                    for pid in left[sent]:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, then)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=1.0)  # reaps the leader; returns at once unless it outlived SIGKILL
             if self._log is not None:
                 self._log.close()
             ManagedProcess._live.discard(self)
-        return leftovers
+        return StopReport(
+            time.monotonic() - started,
+            left.get(signal.SIGINT, ()),
+            left.get(signal.SIGTERM, ()),
+            left.get(signal.SIGKILL, ()),
+            tuple(notes),
+        )
+
+    def _wait_for_session_end(self, timeout: float) -> list[int]:
+        """The session's live processes once it is empty or ``timeout`` has passed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            members = session_members(self.pid)
+            if not members or time.monotonic() >= deadline:
+                return members
+            time.sleep(0.2)
 
     @classmethod
     def stop_all(cls) -> None:
         for proc in list(cls._live):
-            proc.stop(grace=10.0)
+            proc.stop(grace=10.0, term_grace=5.0)
 
 
 atexit.register(ManagedProcess.stop_all)
@@ -226,7 +311,7 @@ class Emulator:
         response = self.http.get(f"/v1/runs/{quote(run_id, safe='')}", headers={"x-api-key": self.api_key})
         return dict(raise_for_status(response))
 
-    def stop(self) -> list[int]:
+    def stop(self) -> StopReport:
         self.http.close()
         return self.process.stop()
 
@@ -256,17 +341,37 @@ class Airflow:
         self.port = claim_port(port, "Airflow API server")
         self.url = f"http://{LOOPBACK}:{self.port}"
         env = {**os.environ, **_airflow_env(home, dags_folder, self.port), **extra_env}
+        # Each of standalone's ~10 Python processes imports about 1300 modules; with no bytecode cache
+        # (uv installs none, and PYTHONDONTWRITEBYTECODE stops Python writing one) each compiles them from
+        # source again, which doubles the time to healthy. Cache them beside the venv instead.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env.setdefault("PYTHONPYCACHEPREFIX", str(VENV_BIN.parent / "pycache"))
         argv = [str(VENV_BIN / "airflow"), "standalone"]
         self.process = ManagedProcess("airflow standalone", argv, env, home / "standalone.log")
         self.api = httpx.Client(base_url=f"{self.url}/api/v2", timeout=30.0)
 
     # ---- lifecycle -------------------------------------------------------------------------------------
 
-    def start(self, timeout: float = 120.0) -> None:
+    def start(
+        self, timeout: float = 180.0, progress: Callable[[str], None] | None = None, every: float = 10.0
+    ) -> None:
+        """Starts standalone and logs in once it reports healthy; every ``every`` seconds until then,
+        ``progress`` gets a line saying which components are healthy yet."""
         self.process.start()
-        poll_until(
-            self._healthy, timeout=timeout, what=f"Airflow to report healthy on {self.url}", interval=1
-        )
+        started = time.monotonic()
+        next_report = started + every
+
+        def healthy() -> bool | None:
+            nonlocal next_report
+            ok = self._healthy()
+            if ok is None and progress is not None and time.monotonic() >= next_report:
+                next_report += every
+                progress(
+                    f"  waiting for Airflow ({time.monotonic() - started:.0f}s): {self.startup_status()}"
+                )
+            return ok
+
+        poll_until(healthy, timeout=timeout, what=f"Airflow to report healthy on {self.url}", interval=1)
         token = raise_for_status(
             httpx.post(
                 f"{self.url}/auth/token",
@@ -278,19 +383,52 @@ class Airflow:
 
     def _healthy(self) -> bool | None:
         self.process.ensure_running()
+        health = self._health()
+        if health is None:
+            return None
+        return True if all(health.get(name) == "healthy" for name in HEALTH_COMPONENTS) else None
+
+    def _health(self) -> dict[str, str | None] | None:
+        """Component → status from ``/monitor/health``; None while the API server does not answer."""
         try:
-            health = self.api.get("/monitor/health").json()
+            body = self.api.get("/monitor/health").json()
         except (httpx.HTTPError, ValueError):
             return None
-        components = ("metadatabase", "scheduler", "triggerer", "dag_processor")
-        ok = all((health.get(name) or {}).get("status") == "healthy" for name in components)
-        return True if ok else None
+        if not isinstance(body, dict):
+            return None
+        return {name: (body.get(name) or {}).get("status") for name in HEALTH_COMPONENTS}
+
+    def startup_status(self) -> str:
+        """Which components are healthy yet or, before the API server answers, which are up (by the line
+        each logs once it runs) and which are still starting (a process, still importing Airflow)."""
+        health = self._health()
+        if health is not None:
+            healthy = [name for name in HEALTH_COMPONENTS if health[name] == "healthy"]
+            waiting = [name for name in HEALTH_COMPONENTS if health[name] != "healthy"]
+            return f"healthy: {', '.join(healthy) or 'none'}; not yet: {', '.join(waiting)}"
+        if not any("Database ready" in line for line in self.process.log_lines(prefix="standalone")):
+            return "API server not answering yet; standalone is preparing the database"
+        up = sorted(
+            name
+            for name, marker in STARTUP_MARKERS.items()
+            if any(marker in line for line in self.process.log_lines(prefix=name))
+        )
+        processes = {
+            word.replace("_", "-")  # the API server retitles itself "airflow api_server -- …"
+            for pid in session_members(self.process.pid)
+            for word in describe_processes([pid]).split()
+        }
+        starting = sorted(name for name in STANDALONE_COMPONENTS if name in processes and name not in up)
+        parts = ["API server not answering yet"]
+        parts += [f"up: {', '.join(up)}"] if up else []
+        parts += [f"starting: {', '.join(starting)}"] if starting else []
+        return "; ".join(parts)
 
     def admin_password(self) -> str:
         passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
         return str(passwords["admin"])
 
-    def stop(self) -> list[int]:
+    def stop(self) -> StopReport:
         self.api.close()
         return self.process.stop()
 
@@ -509,21 +647,31 @@ def skyvern_stack(
 
 @contextlib.contextmanager
 def running(service: Emulator | Airflow, report: Callable[[str], None]) -> Iterator[None]:
-    """Starts the service and stops it on every way out (Ctrl-C and errors included); a process that
-    outlives SIGINT is killed and, when nothing else failed, reported as a failure."""
+    """Starts the service and stops it on every way out (Ctrl-C and errors included). The stop is reported
+    in one line (which signal it took); only a process that outlives SIGKILL makes it fail, and only when
+    nothing else failed first."""
     try:
-        service.start()
+        if isinstance(service, Airflow):
+            service.start(progress=report)
+        else:
+            service.start()
         yield
     except BaseException:
         _stop(service, report)
         raise
-    leftovers = _stop(service, report)
-    if leftovers:
-        raise HarnessError(f"{service.process.name} left {len(leftovers)} process(es) after SIGINT (killed)")
+    stopped = _stop(service, report)
+    if stopped.after_sigkill:
+        raise HarnessError(
+            f"{service.process.name}: {len(stopped.after_sigkill)} process(es) outlived SIGKILL: "
+            + describe_processes(list(stopped.after_sigkill))
+        )
 
 
-def _stop(service: Emulator | Airflow, report: Callable[[str], None]) -> list[int]:
-    leftovers = service.stop()
+def _stop(service: Emulator | Airflow, report: Callable[[str], None]) -> StopReport:
+    stopped = service.stop()
     name = service.process.name
-    report(f"{name} stopped, " + (f"{len(leftovers)} process(es) killed" if leftovers else "no process left"))
-    return leftovers
+    if stopped.after_sigkill:
+        report(f"{name} NOT stopped: {stopped.summary()}")
+    else:
+        report(f"{name} stopped ({stopped.summary()}), no process left")
+    return stopped

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import shutil
+import subprocess
+import sys
+import zipfile
 from importlib.metadata import distribution, entry_points, version
+from pathlib import Path
 
 import pytest
 from packaging.version import Version
@@ -69,12 +74,43 @@ def test_providers_manager_sees_the_connection_form() -> None:
 
 def test_provider_package_import_stays_light() -> None:
     """Airflow imports the package in every process; it must not pull in httpx, pydantic or airflow."""
-    import subprocess
-    import sys
-
     code = (
         "import sys, airflow_provider_skyvern; "
         "print(sorted(m for m in ('httpx', 'pydantic', 'airflow', 'tenacity') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_one_version_everywhere() -> None:
+    """pyproject reads the version from __init__.py; the installed metadata and the provider info agree."""
+    from airflow_provider_skyvern import __version__
+
+    assert get_provider_info()["versions"] == [__version__]
+    # An editable install keeps the metadata of its install: after a bump, reinstall (`uv pip install -e .`).
+    assert version("airflow-provider-skyvern") == __version__
+
+
+def test_wheel_carries_the_license_and_the_version(tmp_path: Path) -> None:
+    """The built wheel (about 2 s with uv's cached hatchling) has LICENSE and the version of __init__.py."""
+    from airflow_provider_skyvern import __version__
+
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed (bash scripts/bootstrap.sh installs it into .venv)")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [uv, "build", "--wheel", "--quiet", "--out-dir", str(tmp_path), str(root)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    dist_info = f"airflow_provider_skyvern-{__version__}.dist-info"
+    with zipfile.ZipFile(wheel) as archive:
+        license_text = archive.read(f"{dist_info}/licenses/LICENSE").decode()
+        metadata = archive.read(f"{dist_info}/METADATA").decode().splitlines()
+    assert "Apache License" in license_text
+    assert "Version 2.0, January 2004" in license_text
+    assert f"Version: {__version__}" in metadata
+    assert "License-File: LICENSE" in metadata
