@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 _home = ""  # the suite's own throwaway home, when it made one
@@ -18,6 +19,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(os.environ["AIRFLOW_HOME"], "dags"))
 
 import pytest  # noqa: E402
+import respx  # noqa: E402
 
 API_KEY = "sk-test-SECRET-4f9a1c77"
 BASE_URL = "https://skyvern.test"
@@ -97,3 +99,27 @@ class InstantClock(Clock):
 
     async def asleep(self, seconds: float) -> None:
         self.waits.append(seconds)
+
+
+@pytest.fixture
+def async_clients_made(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every ``httpx.AsyncClient`` created while the test runs, in order."""
+    import httpx
+
+    created: list[object] = []
+    original = httpx.AsyncClient.__init__
+
+    def counting_init(self: httpx.AsyncClient, *args: object, **kwargs: object) -> None:
+        created.append(self)
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx.AsyncClient, "__init__", counting_init)
+    return created
+
+
+@pytest.fixture
+def skyvern() -> Iterator[respx.MockRouter]:
+    """The mocked Skyvern at ``BASE_URL`` for operator tests; no earlier runs are listed."""
+    with respx.mock(base_url=BASE_URL, assert_all_called=False) as mock:
+        mock.get("/v1/runs").respond(200, json=[])
+        yield mock

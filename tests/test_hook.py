@@ -519,17 +519,10 @@ def test_the_key_is_sent_but_no_client_or_hook_repr_shows_it(respx_mock: respx.M
 
 @respx.mock(base_url=BASE_URL)
 def test_concurrent_first_async_calls_share_one_client(
-    respx_mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+    respx_mock: respx.MockRouter, async_clients_made: list[httpx.AsyncClient]
 ) -> None:
     respx_mock.get("/v1/runs/tsk_1").respond(200, json=task_run("tsk_1", "running"))
-    created: list[httpx.AsyncClient] = []
-    original = httpx.AsyncClient.__init__
-
-    def counting_init(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> None:
-        created.append(self)
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(httpx.AsyncClient, "__init__", counting_init)
+    created = async_clients_made
     hook = SkyvernHook()
 
     async def five_at_once() -> None:

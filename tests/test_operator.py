@@ -16,7 +16,7 @@ from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.operators.reattach import STATE_KEY, run_tag
 from airflow_provider_skyvern.operators.skyvern import SkyvernRunFailedError, SkyvernRunTaskOperator
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
-from tests.conftest import API_KEY, BASE_URL, FastClock
+from tests.conftest import API_KEY, FastClock
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 from tests.payloads import run_list_item, task_run
 
@@ -36,13 +36,6 @@ OUTPUT = [{"name": "Widget A", "price": 29.99}]
 @pytest.fixture
 def no_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     FastClock(monkeypatch)
-
-
-@pytest.fixture
-def skyvern() -> Any:
-    with respx.mock(base_url=BASE_URL, assert_all_called=False) as mock:
-        mock.get("/v1/runs").respond(200, json=[])
-        yield mock
 
 
 def operator(**kwargs: Any) -> SkyvernRunTaskOperator:

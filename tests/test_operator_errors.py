@@ -18,13 +18,6 @@ from tests.payloads import task_run
 pytestmark = pytest.mark.usefixtures("skyvern_conn", "fast_clock")
 
 
-@pytest.fixture
-def skyvern() -> Any:
-    with respx.mock(base_url=BASE_URL, assert_all_called=False) as mock:
-        mock.get("/v1/runs").respond(200, json=[])
-        yield mock
-
-
 def operator(**kwargs: Any) -> SkyvernRunTaskOperator:
     kwargs.setdefault("prompt", "Extract the top 3 products")
     kwargs.setdefault("url", "https://example.com/products")

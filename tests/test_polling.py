@@ -107,22 +107,9 @@ def test_a_bare_429_waits_a_full_interval_then_the_rhythm_resumes() -> None:
 # ---- one client per loop and endpoint -------------------------------------------------------------------
 
 
-@pytest.fixture
-def counted_clients(monkeypatch: pytest.MonkeyPatch) -> list[httpx.AsyncClient]:
-    created: list[httpx.AsyncClient] = []
-    original = httpx.AsyncClient.__init__
-
-    def counting_init(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> None:
-        created.append(self)
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(httpx.AsyncClient, "__init__", counting_init)
-    return created
-
-
 @respx.mock(base_url=BASE_URL)
 def test_many_hooks_on_one_loop_share_one_client_closed_by_the_last(
-    respx_mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch, counted_clients: list[httpx.AsyncClient]
+    respx_mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch, async_clients_made: list[httpx.AsyncClient]
 ) -> None:
     set_connection(monkeypatch)
     respx_mock.get("/v1/runs/tsk_1").respond(200, json=task_run("tsk_1", "running"))
@@ -132,19 +119,19 @@ def test_many_hooks_on_one_loop_share_one_client_closed_by_the_last(
         await asyncio.gather(*(hook.aget_run("tsk_1") for hook in hooks))
         closed_while_in_use = []
         for hook in hooks:
-            closed_while_in_use.append(counted_clients[0].is_closed)
+            closed_while_in_use.append(async_clients_made[0].is_closed)
             await hook.aclose()
         return closed_while_in_use
 
     closed = asyncio.run(hundred_waits())
-    assert len(counted_clients) == 1
+    assert len(async_clients_made) == 1
     assert closed == [False] * 100  # open while any hook still holds it
-    assert counted_clients[0].is_closed
+    assert async_clients_made[0].is_closed
 
 
 @respx.mock
 def test_each_loop_and_each_endpoint_gets_its_own_client(
-    respx_mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch, counted_clients: list[httpx.AsyncClient]
+    respx_mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch, async_clients_made: list[httpx.AsyncClient]
 ) -> None:
     set_connection(monkeypatch, "sky_a", host="https://a.skyvern.test")
     set_connection(monkeypatch, "sky_b", host="https://b.skyvern.test")
@@ -159,5 +146,5 @@ def test_each_loop_and_each_endpoint_gets_its_own_client(
 
     asyncio.run(both_endpoints())
     asyncio.run(both_endpoints())  # a new loop never reuses the closed loop's clients
-    assert len(counted_clients) == 4
-    assert all(client.is_closed for client in counted_clients)
+    assert len(async_clients_made) == 4
+    assert all(client.is_closed for client in async_clients_made)

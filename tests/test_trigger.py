@@ -333,16 +333,9 @@ async def test_before_airflow_3_3_a_cancelled_trigger_cancels_only_an_abandoned_
 
 @respx.mock(base_url=BASE_URL)
 async def test_one_async_client_serves_the_whole_wait(
-    respx_mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+    respx_mock: respx.MockRouter, async_clients_made: list[httpx.AsyncClient]
 ) -> None:
-    created: list[httpx.AsyncClient] = []
-    original = httpx.AsyncClient.__init__
-
-    def counting_init(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> None:
-        created.append(self)
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(httpx.AsyncClient, "__init__", counting_init)
+    created = async_clients_made
     respx_mock.get(RUN).mock(
         side_effect=[
             httpx.Response(200, json=task_run("tsk_v2_1", "running", step_count=n)) for n in range(1, 6)

@@ -52,6 +52,12 @@ def _start_run(emulator: EmulatorServer) -> str:
         return hook.run_task(TaskRunRequest(prompt="Wait forever [emulator outcome=slow]")).run_id
 
 
+def slow_operator(**kwargs: Any) -> SkyvernRunTaskOperator:
+    """A task whose emulator run never ends on its own."""
+    prompt = "Wait forever [emulator outcome=slow]"
+    return SkyvernRunTaskOperator(task_id="extract", prompt=prompt, url="https://example.com", **kwargs)
+
+
 async def _one_event(trigger: SkyvernRunTrigger) -> dict[str, Any]:
     async for event in trigger.run():
         return dict(event.payload)
@@ -78,14 +84,7 @@ def test_a_trigger_deadline_binds_while_every_poll_hangs(emulator: EmulatorServe
 def test_blocking_timeout_binds_and_names_the_failing_polls(emulator: EmulatorServer, connect: Any) -> None:
     connect(request_timeout=60)
     _add(emulator, {"method": "GET", "path": "/v1/runs/tsk*", "latency": 20})
-    operator = SkyvernRunTaskOperator(
-        task_id="extract",
-        prompt="Wait forever [emulator outcome=slow]",
-        url="https://example.com",
-        deferrable=False,
-        timeout=3,
-        poll_interval=1,
-    )
+    operator = slow_operator(deferrable=False, timeout=3, poll_interval=1)
 
     started = time.monotonic()
     with pytest.raises(SkyvernRunFailedError) as failed:
@@ -134,14 +133,7 @@ def test_a_hung_server_fails_a_call_within_its_total_budget(emulator: EmulatorSe
 def test_deferrable_execution_timeout_becomes_the_trigger_deadline(
     emulator: EmulatorServer, connect: Any
 ) -> None:
-    operator = SkyvernRunTaskOperator(
-        task_id="extract",
-        prompt="Wait forever [emulator outcome=slow]",
-        url="https://example.com",
-        deferrable=True,
-        timeout=1800,
-        execution_timeout=timedelta(seconds=20),
-    )
+    operator = slow_operator(deferrable=True, timeout=1800, execution_timeout=timedelta(seconds=20))
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute(make_context(FakeStateStore()))
     trigger = deferred.value.trigger
@@ -165,14 +157,7 @@ def test_on_kill_cancels_with_one_bounded_attempt_while_the_hook_is_mid_request(
 ) -> None:
     """The SIGTERM handler must not wait on the client a poll is using, nor retry past the SIGKILL."""
     connect(request_timeout=60, max_retries=5)
-    operator = SkyvernRunTaskOperator(
-        task_id="extract",
-        prompt="Wait forever [emulator outcome=slow]",
-        url="https://example.com",
-        deferrable=False,
-        timeout=60,
-        poll_interval=0.2,
-    )
+    operator = slow_operator(deferrable=False, timeout=6, poll_interval=0.2)
 
     def work() -> None:
         with pytest.raises(SkyvernRunFailedError):  # the kill cancelled the run; the GET ends unanswered
@@ -196,3 +181,6 @@ def test_on_kill_cancels_with_one_bounded_attempt_while_the_hook_is_mid_request(
     assert "Could not cancel Skyvern run tsk_v2_" in log
     assert "ReadTimeout" in log
     assert "retrying" not in log.split("Task killed", 1)[1]  # one attempt, never the retry policy
+    emulator.control.delete("/_emulator/faults").raise_for_status()
+    worker.join(timeout=15)  # its own timeout (6 s) ends the wait; nothing outlives the test
+    assert not worker.is_alive()
