@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.integration.conftest import DagTestResult, LogLine
 
 pytestmark = [
@@ -34,6 +35,15 @@ RESULT_KEYS = {
     "step_count",
     "failure_reason",
 }
+NO_NONE_XCOMS = not AIRFLOW_V_3_1_PLUS
+"""Airflow 3.0's execution API cannot store a None XCom (it requires a body, apache/airflow#55062); pulling
+a key nobody pushed gives None all the same."""
+NONE_XCOM_BUG = pytest.mark.xfail(
+    NO_NONE_XCOMS,
+    strict=True,
+    reason="product bug: the operator pushes None XComs (failure_reason of a completed run), which Airflow "
+    "3.0 answers with 422, failing the task; remove this mark with the fix (push no None before 3.1)",
+)
 
 
 def run_id_of(dag_test: DagTestResult, task_id: str) -> str:
@@ -59,6 +69,7 @@ def errors(lines: list[LogLine]) -> list[str]:
     return [line.error for line in lines if line.error]
 
 
+@NONE_XCOM_BUG
 def test_dag_run_fails_only_where_expected(dag_test: DagTestResult) -> None:
     assert str(dag_test.dag_run.state) == "failed"
     assert dag_test.task_states == {
@@ -82,6 +93,7 @@ def test_each_skyvern_task_started_exactly_one_run(dag_test: DagTestResult) -> N
         assert dag_test.xcoms[task_id]["app_url"] == dag_test.xcoms[task_id][LINK_KEY] == app_url, task_id
 
 
+@NONE_XCOM_BUG
 @pytest.mark.parametrize("task_id", COMPLETED_TASKS)
 def test_xcoms_are_the_emulator_run(dag_test: DagTestResult, task_id: str) -> None:
     xcom = dag_test.xcoms[task_id]
@@ -92,7 +104,7 @@ def test_xcoms_are_the_emulator_run(dag_test: DagTestResult, task_id: str) -> No
     assert isinstance(run["output"], list)
     assert run["output"]
     assert xcom["step_count"] == run["step_count"] > 0
-    assert xcom["failure_reason"] is None
+    assert xcom.get("failure_reason") is None
     assert [{**f, "url": without_query(f["url"])} for f in xcom["downloaded_files"]] == [
         {
             "url": without_query(f["url"]),
@@ -108,9 +120,11 @@ def test_xcoms_are_the_emulator_run(dag_test: DagTestResult, task_id: str) -> No
     # The URLs the task handed on are live presigned URLs, not just look-alikes.
     for url in [xcom["recording_url"], *xcom["screenshot_urls"], xcom["downloaded_files"][0]["url"]]:
         assert dag_test.emulator.control.get(url).status_code == 200, url
-    assert set(xcom) == RESULT_KEYS | {"return_value", "run_id", "app_url", LINK_KEY}
+    none_keys = {"failure_reason"} if NO_NONE_XCOMS else set()
+    assert set(xcom) == (RESULT_KEYS - none_keys) | {"return_value", "run_id", "app_url", LINK_KEY}
 
 
+@NONE_XCOM_BUG
 def test_count_products_counted_the_deferred_output(dag_test: DagTestResult) -> None:
     rows: Any = dag_test.xcoms["extract_deferred"]["return_value"]
     assert dag_test.xcoms["count_products"]["return_value"] == len(rows) == 3
@@ -148,6 +162,7 @@ def test_too_slow_run_is_canceled_once(dag_test: DagTestResult) -> None:
     assert error.endswith("; it was canceled")
 
 
+@NONE_XCOM_BUG
 def test_trigger_progress_reached_the_deferred_task_log(dag_test: DagTestResult) -> None:
     run_id = run_id_of(dag_test, "extract_deferred")
     lines = dag_test.logs.task_log("extract_deferred")
