@@ -21,7 +21,6 @@ from airflow.sdk.execution_time import task_runner
 from airflow.sdk.execution_time.comms import ConnectionResult, _RequestFrame, _ResponseFrame
 
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
-from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.conftest import API_KEY, BASE_URL, set_connection
 
 
@@ -39,16 +38,6 @@ def _supervisor(sock: socket.socket, asked: list[dict[str, object]]) -> None:
             sock.sendall(_ResponseFrame(id=request.id, body=answer.model_dump(by_alias=True)).as_bytes())
 
 
-@pytest.mark.xfail(
-    not AIRFLOW_V_3_1_PLUS,
-    strict=True,
-    raises=RuntimeError,
-    reason="product bug: before 3.1 SkyvernHook.aget_settings() calls get_connection in asyncio.to_thread "
-    "(the triggerer's comms then run on a new event loop: 'Future attached to a different loop') and "
-    "masks the key on the event loop's thread (3.0's mask_secret then raises 'You cannot use AsyncToSync in "
-    "the same thread as an async event loop'); both belong in one asgiref sync_to_async call. Remove this "
-    "mark with the fix",
-)
 @pytest.mark.parametrize("kept_in", ["api_server", "env_var"])
 async def test_the_connection_resolves_in_the_triggerer(
     monkeypatch: pytest.MonkeyPatch, kept_in: str

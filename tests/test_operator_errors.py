@@ -182,7 +182,7 @@ def test_do_xcom_push_true_pushes_the_run_xcoms(skyvern: respx.MockRouter) -> No
     skyvern.post("/v1/run/tasks").respond(200, json=task_run("tsk_v2_1", "completed", output=[1]))
     context = make_context(FakeStateStore())
     operator().execute(context)
-    assert {"run_id", "app_url", "status", "recording_url", "failure_reason"} <= set(context["ti"].xcoms)
+    assert {"run_id", "app_url", "status", "screenshot_urls", "downloaded_files"} <= set(context["ti"].xcoms)
 
 
 # ---- 10 (operator side): an error event from any exception --------------------------------------------

@@ -241,9 +241,14 @@ class SkyvernHook(BaseHook):
         if self._settings is None:
             if AIRFLOW_V_3_1_PLUS:
                 conn = await self.aget_connection(self.skyvern_conn_id)
-            else:  # pragma: no cover - Airflow 3.0 has no async connection lookup
-                conn = await asyncio.to_thread(self.get_connection, self.skyvern_conn_id)
-            self._settings = ConnectionSettings.from_connection(conn)
+                self._settings = ConnectionSettings.from_connection(conn)
+            else:  # pragma: no cover - Airflow 3.0: no async lookup. asgiref, as Airflow's own triggers do:
+                # asyncio.to_thread would run the triggerer's comms on another loop, and 3.0's mask_secret
+                # refuses to run on the event loop's thread.
+                from asgiref.sync import sync_to_async
+
+                await sync_to_async(lambda: self.settings)()
+        assert self._settings is not None
         return self._settings
 
     @staticmethod

@@ -22,6 +22,7 @@ from airflow_provider_skyvern.exceptions import SkyvernBadRequestError, SkyvernE
 from airflow_provider_skyvern.links.skyvern import APP_URL_XCOM_KEY, SkyvernRunLink
 from airflow_provider_skyvern.operators import validation as check
 from airflow_provider_skyvern.requests import TaskRunRequest
+from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_1_PLUS
 
 if TYPE_CHECKING:
     from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
@@ -364,9 +365,15 @@ class SkyvernRunTaskOperator(BaseOperator):
         return ledger.available or keeps_title(self._build_request())
 
     def _push(self, context: Any, **values: Any) -> None:
-        """Explicit XComs follow ``do_xcom_push`` like the return value does."""
-        if self.do_xcom_push:
-            for key, value in values.items():
+        """
+        Explicit XComs follow ``do_xcom_push`` like the return value does. Airflow 3.0 cannot store a
+        ``None`` XCom (its API answers 422, failing the task): there a ``None`` is not pushed, which
+        reads the same (pulling a key nobody pushed gives ``None``).
+        """
+        if not self.do_xcom_push:
+            return
+        for key, value in values.items():
+            if value is not None or AIRFLOW_V_3_1_PLUS:
                 context["ti"].xcom_push(key=key, value=value)
 
     def _finish(self, context: Any, run: RunResponse) -> Any:

@@ -38,12 +38,6 @@ RESULT_KEYS = {
 NO_NONE_XCOMS = not AIRFLOW_V_3_1_PLUS
 """Airflow 3.0's execution API cannot store a None XCom (it requires a body, apache/airflow#55062); pulling
 a key nobody pushed gives None all the same."""
-NONE_XCOM_BUG = pytest.mark.xfail(
-    NO_NONE_XCOMS,
-    strict=True,
-    reason="product bug: the operator pushes None XComs (failure_reason of a completed run), which Airflow "
-    "3.0 answers with 422, failing the task; remove this mark with the fix (push no None before 3.1)",
-)
 
 
 def run_id_of(dag_test: DagTestResult, task_id: str) -> str:
@@ -69,7 +63,6 @@ def errors(lines: list[LogLine]) -> list[str]:
     return [line.error for line in lines if line.error]
 
 
-@NONE_XCOM_BUG
 def test_dag_run_fails_only_where_expected(dag_test: DagTestResult) -> None:
     assert str(dag_test.dag_run.state) == "failed"
     assert dag_test.task_states == {
@@ -93,7 +86,6 @@ def test_each_skyvern_task_started_exactly_one_run(dag_test: DagTestResult) -> N
         assert dag_test.xcoms[task_id]["app_url"] == dag_test.xcoms[task_id][LINK_KEY] == app_url, task_id
 
 
-@NONE_XCOM_BUG
 @pytest.mark.parametrize("task_id", COMPLETED_TASKS)
 def test_xcoms_are_the_emulator_run(dag_test: DagTestResult, task_id: str) -> None:
     xcom = dag_test.xcoms[task_id]
@@ -124,7 +116,6 @@ def test_xcoms_are_the_emulator_run(dag_test: DagTestResult, task_id: str) -> No
     assert set(xcom) == (RESULT_KEYS - none_keys) | {"return_value", "run_id", "app_url", LINK_KEY}
 
 
-@NONE_XCOM_BUG
 def test_count_products_counted_the_deferred_output(dag_test: DagTestResult) -> None:
     rows: Any = dag_test.xcoms["extract_deferred"]["return_value"]
     assert dag_test.xcoms["count_products"]["return_value"] == len(rows) == 3
@@ -162,7 +153,6 @@ def test_too_slow_run_is_canceled_once(dag_test: DagTestResult) -> None:
     assert error.endswith("; it was canceled")
 
 
-@NONE_XCOM_BUG
 def test_trigger_progress_reached_the_deferred_task_log(dag_test: DagTestResult) -> None:
     run_id = run_id_of(dag_test, "extract_deferred")
     lines = dag_test.logs.task_log("extract_deferred")
