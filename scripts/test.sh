@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README): lint, types, unit + integration tests, end-to-end and browser tests on a real
-# Airflow, then the unit tests again on the oldest supported Airflow (3.0). Creates .venv on first use.
+# Airflow, the real Skyvern vs the emulator, then the unit, emulator and dag.test() tests again on Airflow 3.0,
+# 3.1 and 3.2 (README "Airflow versions"). Creates .venv (and .venv-af<version>) on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
