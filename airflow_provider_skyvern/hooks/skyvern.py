@@ -646,11 +646,11 @@ def _transport_error(
 
 def _gave_up(exc: SkyvernError, statistics: dict[str, Any], budget: CallBudget) -> SkyvernError:
     """The last error, saying how long the call tried when it tried more than once or ran out of time."""
-    attempts = int(statistics.get("attempt_number", 1))
-    if attempts <= 1 and not budget.used_up:
+    attempts, elapsed = int(statistics.get("attempt_number", 1)), budget.elapsed()
+    if attempts <= 1 and elapsed < 1.0:  # one quick answer: nothing worth adding
         return exc
     plural = "s" if attempts > 1 else ""
-    return exc.reworded(f"{exc}; gave up after {attempts} attempt{plural} in {budget.elapsed():.1f} s")
+    return exc.reworded(f"{exc}; gave up after {attempts} attempt{plural} in {elapsed:.1f} s")
 
 
 def _json_or_none(response: httpx.Response) -> Any:
