@@ -119,7 +119,8 @@ def make_trigger(kind: str, run_id: str, deadline: float) -> Any:
     classpath, kwargs = original.serialize()
     stored = json.loads(json.dumps(serialize(kwargs)))
     module, _, name = classpath.rpartition(".")
-    return getattr(importlib.import_module(module), name)(**deserialize(stored))
+    rebuilt: dict[str, Any] = deserialize(stored)  # type: ignore[assignment]
+    return getattr(importlib.import_module(module), name)(**rebuilt)
 
 
 async def first_event(trigger: Any) -> tuple[float, Any]:
@@ -259,7 +260,7 @@ class SimulatedClock:
         self._traveller.shift(seconds)
 
 
-class JumpingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class JumpingSelector(selectors.DefaultSelector):
     """Waits for sockets for up to REAL_WAIT real seconds; if none is ready, jumps the clock instead."""
 
     def __init__(self, clock: SimulatedClock) -> None:

@@ -130,11 +130,11 @@ def main() -> int:
     print(
         f"\nall {len(new)} modules new to the process, self time summed by top-level package (total {total / 1000:.1f} ms):\n"
     )
-    rows = sorted(by_package.items(), key=lambda kv: -kv[1])[:12]
+    packages = sorted(by_package.items(), key=lambda kv: -kv[1])[:12]
     print(
         table(
             ["package", "modules", "self ms", "share"],
-            [[p, count[p], f"{us / 1000:.1f}", f"{us / total:.0%}"] for p, us in rows],
+            [[p, count[p], f"{us / 1000:.1f}", f"{us / total:.0%}"] for p, us in packages],
         )
     )
     return 0

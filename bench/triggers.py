@@ -356,12 +356,12 @@ class TriggererVariant(Variant):
 
         self.workloads = [workload(number, run_id) for number, run_id in enumerate(run_ids, start=1)]
         self.warm_up_workload = workload(0, self.warm_up_id)
-        self.runner = TriggerRunner()
-        self.warm_up_runner = TriggerRunner()
+        self.runner = TriggerRunner()  # type: ignore[no-untyped-call]
+        self.warm_up_runner = TriggerRunner()  # type: ignore[no-untyped-call]
 
     async def warm_up(self) -> None:
         self.warm_up_runner.to_create.append(self.warm_up_workload)
-        await self.warm_up_runner.create_triggers()
+        await self.warm_up_runner.create_triggers()  # type: ignore[no-untyped-call]
         await _first_poll_seen(self.args.base_url, self.warm_up_id)
         for details in self.warm_up_runner.triggers.values():
             details["task"].cancel()
@@ -370,7 +370,7 @@ class TriggererVariant(Variant):
     def start(self) -> None:
         self.runner.to_create.extend(self.workloads)
         self.workloads.clear()
-        _keep(asyncio.get_running_loop().create_task(self.runner.create_triggers()))
+        _keep(asyncio.get_running_loop().create_task(self.runner.create_triggers()))  # type: ignore[no-untyped-call]
 
     def ended(self) -> tuple[int, int, str | None]:
         done = [details["task"] for details in self.runner.triggers.values() if details["task"].done()]
