@@ -1,7 +1,7 @@
-"""Pydantic models of the request bodies Skyvern accepts (API.md §3).
+"""The request body the task operator checks at DAG parse time, and the base of every request body.
 
-Requests reject unknown fields and omit every field the caller did not set. Apart from the response
-models because parse-time checks of operator arguments need only these.
+Requests reject unknown fields and omit every field the caller did not set. Kept apart from the other
+models (:mod:`.models`) because a DAG file pays for what it imports, on every parse.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from pydantic import (
-    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,7 +20,7 @@ from pydantic import (
 from airflow_provider_skyvern.enums import ProxyLocation, RunEngine
 
 
-class _Request(BaseModel):
+class RequestBody(BaseModel):
     """
     Requests reject unknown fields (a typo must not be dropped silently) and send only set, non-null fields.
 
@@ -47,13 +46,13 @@ class _Request(BaseModel):
         return self.model_dump(mode="json", exclude_unset=True, by_alias=True)
 
 
-_PROXY_NULL = frozenset({"proxy_location"})
+PROXY_NULL_IS_MEANINGFUL = frozenset({"proxy_location"})
 """``proxy_location=None`` goes out as ``null`` on purpose: Skyvern 1.0.56 reads an omitted proxy_location as
 RESIDENTIAL, but a null one as "not chosen", so a workflow run inherits the workflow's saved proxy location
 (the only way to get it) and a task gets the server's runtime default. For a browser session both are the same."""
 
 
-class GeoTarget(_Request):
+class GeoTarget(RequestBody):
     """
     A proxy geo target, normalised as Skyvern 1.0.56's own ``GeoTarget`` does on arrival.
 
@@ -87,10 +86,10 @@ ProxySetting = ProxyLocation | GeoTarget | dict[str, Any]
 """A named proxy pool, a geographic target, or (self-hosted) ``{"url": "http://user:pass@host:port"}``."""
 
 
-class TaskRunRequest(_Request):
+class TaskRunRequest(RequestBody):
     """Body of ``POST /v1/run/tasks``."""
 
-    NULL_IS_MEANINGFUL = _PROXY_NULL
+    NULL_IS_MEANINGFUL = PROXY_NULL_IS_MEANINGFUL
 
     prompt: str
     url: str | None = None
@@ -115,53 +114,3 @@ class TaskRunRequest(_Request):
     browser_address: str | None = None
     run_with: str | None = None
     file_ids: list[str] | None = None
-
-
-class WorkflowRunRequest(_Request):
-    """
-    Body of ``POST /v1/run/agents`` (an agent is a workflow).
-
-    ``workflow_id`` (the ``wpid_…`` id) goes out as ``agent_id``, the key of SDK 1.0.56 and the published
-    OpenAPI; like the server, the model also takes ``agent_id`` on input.
-    """
-
-    NULL_IS_MEANINGFUL = _PROXY_NULL
-
-    workflow_id: str = Field(
-        validation_alias=AliasChoices("agent_id", "workflow_id"), serialization_alias="agent_id"
-    )
-    parameters: dict[str, Any] | None = None
-    title: str | None = None
-    proxy_location: ProxySetting | None = None
-    webhook_url: str | None = None
-    totp_url: str | None = None
-    totp_identifier: str | None = None
-    browser_session_id: str | None = None
-    browser_profile_id: str | None = None
-    reuse_browser_session: bool | None = None
-    start_fresh_browser: bool | None = None
-    max_screenshot_scrolls: int | None = None
-    max_elapsed_time_minutes: int | None = Field(default=None, ge=1, le=480)
-    extra_http_headers: dict[str, str] | None = None
-    cdp_connect_headers: dict[str, str] | None = None
-    browser_address: str | None = None
-    ai_fallback: bool | None = None
-    run_with: str | None = None
-    run_metadata: dict[str, str] | None = None
-    browser_type: str | None = None
-    file_ids: list[str] | None = None
-
-
-class CreateBrowserSessionRequest(_Request):
-    """Body of ``POST /v1/browser_sessions``; ``timeout`` is in minutes (server caps it at 240)."""
-
-    NULL_IS_MEANINGFUL = _PROXY_NULL
-
-    url: str | None = None
-    timeout: int | None = Field(default=None, ge=5)
-    proxy_location: ProxySetting | None = None
-    proxy_session_id: str | None = None
-    extensions: list[str] | None = None
-    browser_type: str | None = None
-    browser_profile_id: str | None = None
-    generate_browser_profile: bool | None = None
