@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -54,12 +55,15 @@ def connection_json(base_url: str, api_key: str = API_KEY) -> str:
     return json.dumps({"conn_type": "skyvern", "host": base_url, "password": api_key})
 
 
-def run_python(
-    code: str, env: dict[str, str], *args: str, options: Sequence[str] = (), python: str = sys.executable
-) -> tuple[str, str]:
+def run_python(code: str, env: dict[str, str], *args: str, options: Sequence[str] = ()) -> tuple[str, str]:
     """``python [options] -c code [args]`` in a fresh interpreter: its (stdout, stderr); a failure raises."""
     proc = subprocess.run(  # noqa: S603 - our own interpreter and code
-        [python, *options, "-c", code, *args], env=env, capture_output=True, text=True, check=False, cwd=REPO
+        [sys.executable, *options, "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"child failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -92,6 +96,8 @@ class Server:
             match = LISTENING.search(line)
             if match:
                 self.base_url = match.group(1)
+                # Keep reading what it prints, so a chatty server never blocks on a full pipe.
+                threading.Thread(target=self.proc.stdout.read, daemon=True).start()
                 return
         self.stop()
         raise RuntimeError(f"server {cmd} did not start:\n{''.join(seen)}")
