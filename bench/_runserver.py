@@ -6,8 +6,8 @@ Prints ``listening on http://127.0.0.1:PORT`` once it accepts connections. Stdli
 importable), HTTP/1.1 keep-alive, no framework: the emulator spends milliseconds per request, this server
 tens of microseconds, so thousands of polls per second measure the client, not the server.
 
-Every run id is a task run that is still ``running`` (created 2 s before the server started or was last
-reset) unless it was
+Every run id is a task run that is still ``running`` (created ``--run-age`` s, default 2, before the server
+started or was last reset; each ``/v1`` answer held back ``--latency`` s) unless it was
 created with :meth:`RunServer.create` and its time has come (``completion.py`` runs it in-process on a
 simulated clock). ``GET /_stats?prefix=P`` reports, for the run ids starting with P: GETs answered,
 distinct ids seen, the monotonic time of the first and of the last "first poll", plus the connections
@@ -109,11 +109,16 @@ class RunServer:
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         keep_poll_times: bool = False,
+        latency: float = 0.0,
+        run_age: float = 2.0,
     ) -> None:
         self.api_key_header = f"x-api-key: {api_key}".encode().lower()
         self.wall = wall
         self.monotonic = monotonic
         self.keep_poll_times = keep_poll_times
+        self.latency = latency
+        """Seconds each ``/v1`` answer is held back: a remote server's round trip and work."""
+        self.run_age = run_age
         self.runs: dict[str, RunRecord] = {}
         self.planned: dict[str, PlannedRun] = {}
         self.connections = 0
@@ -122,14 +127,14 @@ class RunServer:
         self._stamp()
 
     def _stamp(self) -> None:
-        """Unplanned runs were created 2 s ago: each load test starts with runs of the same age."""
+        """Unplanned runs were created ``run_age`` s ago: each load test starts with runs of one age."""
         now = self.wall()
         self._running_template = dict(RUN_TEMPLATE)
         self._running_template.update(
-            created_at=iso(now - 2.0),
-            queued_at=iso(now - 1.5),
-            started_at=iso(now - 1.0),
-            modified_at=iso(now - 1.0),
+            created_at=iso(now - self.run_age),
+            queued_at=iso(now - self.run_age * 0.75),
+            started_at=iso(now - self.run_age * 0.5),
+            modified_at=iso(now - self.run_age * 0.5),
         )
 
     def create(self, run_id: str, seconds: float) -> None:
@@ -224,14 +229,24 @@ class _Connection(asyncio.Protocol):
             method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
             status, body = self.server.handle(method, target, head)
             close = b"\r\nconnection: close" in lowered
-            self.transport.write(
+            answer = (
                 b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n"
                 % (status, REASONS[status], len(body), b"connection: close\r\n" if close else b"")
                 + body
             )
-            if close:
-                self.transport.close()
-                self.transport = None
+            if self.server.latency and target.startswith("/v1/"):
+                # httpx sends one request per connection at a time, so answers keep their order
+                asyncio.get_running_loop().call_later(self.server.latency, self._answer, answer, close)
+            else:
+                self._answer(answer, close)
+
+    def _answer(self, answer: bytes, close: bool) -> None:
+        if self.transport is None:
+            return
+        self.transport.write(answer)
+        if close:
+            self.transport.close()
+            self.transport = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -254,10 +269,16 @@ def main() -> int:
     )
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--api-key", required=True)
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds each /v1 answer is held back (default 0)"
+    )
+    parser.add_argument(
+        "--run-age", type=float, default=2.0, help="seconds since the runs were created (default 2)"
+    )
     args = parser.parse_args()
 
     async def run() -> None:
-        server = RunServer(args.api_key)
+        server = RunServer(args.api_key, latency=args.latency, run_age=args.run_age)
         listener = await serve(server, args.port)
         print(f"bench run server listening on {server.base_url}", flush=True)
         async with listener:

@@ -97,6 +97,23 @@ def main() -> int:
         default=10,
         help="a second pass with this many pollers and no ticker: CPU per poll unsaturated (0 = skip; default 10)",
     )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="the server holds each answer back this long, as a remote Skyvern would (default 0)",
+    )
+    parser.add_argument(
+        "--run-age",
+        type=float,
+        default=2.0,
+        help="seconds since the runs were created: young runs are polled more often (default 2)",
+    )
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() before the N start: what a triggerer that froze its start-up heap would see",
+    )
     parser.add_argument("--quick", action="store_true", help="--count 200 --window 5")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--no-ticker", action="store_true", help=argparse.SUPPRESS)
@@ -114,7 +131,13 @@ def main() -> int:
 
 
 def orchestrate(args: argparse.Namespace) -> int:
-    print(banner(f"triggers: {args.count} triggers in one event loop, {args.poll:g} s polls", sys.argv))
+    print(
+        banner(
+            f"triggers: {args.count} triggers in one event loop, {args.poll:g} s polls at most, runs "
+            f"{args.run_age:g} s old, {args.latency * 1000:g} ms server latency",
+            sys.argv,
+        )
+    )
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = set(variants) - set(VARIANTS)
     if unknown:
@@ -129,6 +152,7 @@ def orchestrate(args: argparse.Namespace) -> int:
 
         env["AIRFLOW__CORE__FERNET_KEY"] = Fernet.generate_key().decode()
         server_cmd = [sys.executable, str(BENCH / "_runserver.py"), "--api-key", API_KEY]
+        server_cmd += ["--latency", str(args.latency), "--run-age", str(args.run_age)]
         with Server(server_cmd, env) as server:
             env["AIRFLOW_CONN_SKYVERN_DEFAULT"] = connection_json(server.base_url)
             sdk_skipped = sdk_unavailable(args.sdk_python) if "sdk" in variants else None
@@ -176,6 +200,8 @@ def run_child(
     cmd += ["--count", str(count), "--poll", str(args.poll), "--window", str(args.window)]
     cmd += ["--settle", str(args.settle), "--max-first", str(args.max_first)]
     cmd += ["--floor-connections", str(args.floor_connections)]
+    if args.gc_freeze:
+        cmd.append("--gc-freeze")
     if not ticker:
         cmd.append("--no-ticker")
     budget = args.max_first + args.settle + args.window + 300
@@ -212,6 +238,12 @@ def print_results(args: argparse.Namespace, results: dict[str, dict[str, Any]], 
         ("time until every trigger polled once, s", "first_all", ".1f", f"<= {GOALS['first_all']:g} s"),
         ("worst loop lag, steady state, ms", "lag_max_ms", ".0f", f"<= {GOALS['lag_max']:g} ms"),
         ("p99 loop lag, steady state, ms", "lag_p99_ms", ".1f", ""),
+        ("worst loop lag outside full GCs, ms", "lag_max_no_gc_ms", ".0f", ""),
+        ("full (gen-2) GCs in the window", "full_gcs", ".0f", ""),
+        ("longest full GC in the window, ms", "full_gc_max_ms", ".0f", ""),
+        ("gc.collect() before the N started, ms", "full_gc_before_ms", ".0f", ""),
+        ("gc.collect() after the window, ms", "full_gc_after_ms", ".0f", ""),
+        ("GC-tracked objects per live trigger", "objects_per_trigger", ".0f", ""),
         ("worst loop lag while starting, ms", "lag_max_ramp_ms", ".0f", ""),
         ("RSS per live trigger, KB", "rss_per_trigger_kb", ".0f", f"<= {GOALS['rss_kb']:g} KB"),
         ("CPU per poll, ms", "cpu_per_poll_ms", ".3f", "a/b <= 0.25, a/d <= 0.33"),
@@ -473,6 +505,21 @@ async def measure(args: argparse.Namespace, prefix: str, variant: Variant) -> di
         return result
 
     lags: list[tuple[float, float]] = []
+    full_collections: list[tuple[float, float]] = []  # (start, end) of each generation-2 collection
+    collecting: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            collecting[:] = [loop.time()]
+        elif collecting:
+            full_collections.append((collecting[0], loop.time()))
+
+    def full_collection_ms() -> float:
+        started = time.perf_counter()
+        gc.collect()
+        return (time.perf_counter() - started) * 1000
 
     async def ticker() -> None:
         while True:
@@ -486,6 +533,11 @@ async def measure(args: argparse.Namespace, prefix: str, variant: Variant) -> di
         _keep(loop.create_task(ticker()))
     await asyncio.sleep(0.1)
     gc.collect()
+    if args.gc_freeze:
+        gc.freeze()
+    gc_before_ms = full_collection_ms()
+    objects_before = len(gc.get_objects())
+    gc.callbacks.append(on_gc)
     rss_before = rss_bytes()
     t_start, cpu_start = time.monotonic(), time.process_time()
     variant.start()
@@ -501,11 +553,22 @@ async def measure(args: argparse.Namespace, prefix: str, variant: Variant) -> di
     ramp_lags = [lag for _, lag in lags]
     await asyncio.sleep(args.settle)
     s1, c1, t1 = await stats(), time.process_time(), time.monotonic()
-    from_lag = len(lags)
+    from_lag, from_gc = len(lags), len(full_collections)
     await asyncio.sleep(args.window)
     s2, c2, t2 = await stats(), time.process_time(), time.monotonic()
     rss_after = rss_bytes()
+    objects_after = len(gc.get_objects())
+    gc.callbacks.remove(on_gc)
+    window_gcs = full_collections[from_gc:]
     window_lags = sorted(lag for _, lag in lags[from_lag:])
+
+    def during_full_collection(before: float, lag: float) -> bool:
+        return any(start < before + 0.01 + lag and end > before for start, end in window_gcs)
+
+    lags_without_gc = sorted(
+        lag for before, lag in lags[from_lag:] if not during_full_collection(before, lag)
+    )
+    gc_after_ms = full_collection_ms()
     polls = s2["gets"] - s1["gets"]
     ended_count, errors, example = variant.ended()
     return {
@@ -518,6 +581,12 @@ async def measure(args: argparse.Namespace, prefix: str, variant: Variant) -> di
         "lag_max_ramp_ms": max(ramp_lags, default=0.0) * 1000,
         "lag_max_ms": window_lags[-1] * 1000 if window_lags else None,
         "lag_p99_ms": window_lags[int(0.99 * (len(window_lags) - 1))] * 1000 if window_lags else None,
+        "lag_max_no_gc_ms": lags_without_gc[-1] * 1000 if lags_without_gc else None,
+        "full_gcs": len(window_gcs),
+        "full_gc_max_ms": max(((end - start) * 1000 for start, end in window_gcs), default=None),
+        "full_gc_before_ms": gc_before_ms,
+        "full_gc_after_ms": gc_after_ms,
+        "objects_per_trigger": (objects_after - objects_before) / args.count,
         "rss_before_mb": rss_before / 2**20,
         "rss_after_mb": rss_after / 2**20,
         "rss_per_trigger_kb": (rss_after - rss_before) / args.count / 1024,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from datetime import datetime, timezone
 from typing import Any
 
@@ -10,8 +11,13 @@ import httpx
 import pytest
 import respx
 
-from airflow_provider_skyvern.exceptions import SkyvernRateLimitError, SkyvernServerError
+from airflow_provider_skyvern.exceptions import (
+    SkyvernRateLimitError,
+    SkyvernServerError,
+    SkyvernTransportError,
+)
 from airflow_provider_skyvern.hooks.clock import Clock
+from airflow_provider_skyvern.hooks.pool import CONNECTIONS_PER_SHARD, SHARDS
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import TaskRunResponse
 from airflow_provider_skyvern.triggers.waiting import RunWatch
@@ -104,33 +110,42 @@ def test_a_bare_429_waits_a_full_interval_then_the_rhythm_resumes() -> None:
     assert watch.pause(30) <= 1.0
 
 
-# ---- one client per loop and endpoint -------------------------------------------------------------------
+# ---- a few shared clients per loop and endpoint -------------------------------------------------------
 
 
 @respx.mock(base_url=BASE_URL)
-def test_many_hooks_on_one_loop_share_one_client_closed_by_the_last(
+def test_many_hooks_on_one_loop_share_a_few_clients_on_one_ssl_context_closed_by_the_last(
     respx_mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch, async_clients_made: list[httpx.AsyncClient]
 ) -> None:
     set_connection(monkeypatch)
     respx_mock.get("/v1/runs/tsk_1").respond(200, json=task_run("tsk_1", "running"))
+    ca_bundle_loads: list[object] = []
+    load_verify_locations = ssl.SSLContext.load_verify_locations
+
+    def counting_load(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        ca_bundle_loads.append(self)
+        load_verify_locations(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting_load)
 
     async def hundred_waits() -> list[bool]:
         hooks = [SkyvernHook() for _ in range(100)]
         await asyncio.gather(*(hook.aget_run("tsk_1") for hook in hooks))
-        closed_while_in_use = []
+        any_closed_while_in_use = []
         for hook in hooks:
-            closed_while_in_use.append(async_clients_made[0].is_closed)
+            any_closed_while_in_use.append(any(client.is_closed for client in async_clients_made))
             await hook.aclose()
-        return closed_while_in_use
+        return any_closed_while_in_use
 
     closed = asyncio.run(hundred_waits())
-    assert len(async_clients_made) == 1
-    assert closed == [False] * 100  # open while any hook still holds it
-    assert async_clients_made[0].is_closed
+    assert len(async_clients_made) == SHARDS
+    assert len(ca_bundle_loads) == 1  # one SSL context (the costly part of a client) for all of them
+    assert closed == [False] * 100  # open while any hook still holds one
+    assert all(client.is_closed for client in async_clients_made)
 
 
 @respx.mock
-def test_each_loop_and_each_endpoint_gets_its_own_client(
+def test_each_loop_and_each_endpoint_gets_its_own_clients(
     respx_mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch, async_clients_made: list[httpx.AsyncClient]
 ) -> None:
     set_connection(monkeypatch, "sky_a", host="https://a.skyvern.test")
@@ -140,11 +155,60 @@ def test_each_loop_and_each_endpoint_gets_its_own_client(
             200, json=task_run("tsk_1", "running")
         )
 
-    async def both_endpoints() -> None:
+    async def both_endpoints() -> set[str]:
         async with SkyvernHook("sky_a") as a, SkyvernHook("sky_b") as b, SkyvernHook("sky_a") as a2:
             await asyncio.gather(a.aget_run("tsk_1"), b.aget_run("tsk_1"), a2.aget_run("tsk_1"))
+            return {str((await hook.aget_conn()).base_url) for hook in (a, b)}
 
-    asyncio.run(both_endpoints())
+    assert asyncio.run(both_endpoints()) == {"https://a.skyvern.test", "https://b.skyvern.test"}
     asyncio.run(both_endpoints())  # a new loop never reuses the closed loop's clients
-    assert len(async_clients_made) == 4
+    assert len(async_clients_made) == 2 * 3  # per loop: two of sky_a's shards, one of sky_b's
     assert all(client.is_closed for client in async_clients_made)
+
+
+@respx.mock(base_url=BASE_URL, assert_all_called=False)  # respx records no call that timed out
+def test_at_most_the_pool_size_is_in_flight_and_a_wait_for_a_slot_is_not_a_sent_request(
+    respx_mock: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two connections to one endpoint share its clients; "holding" keeps every connection busy for 1.5 s.
+    set_connection(
+        monkeypatch, "holding", extra={"request_timeout": 1.5, "total_timeout": 1.5, "max_retries": 0}
+    )
+    set_connection(
+        monkeypatch, "late", extra={"request_timeout": 0.5, "total_timeout": 0.5, "max_retries": 0}
+    )
+    in_flight, most = 0, 0
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await asyncio.sleep(5)
+            return httpx.Response(200, json=task_run("tsk_1", "running"))
+        finally:
+            in_flight -= 1
+
+    respx_mock.get("/v1/runs/tsk_1").mock(side_effect=hang)
+    pool_size = SHARDS * CONNECTIONS_PER_SHARD
+
+    async def more_waits_than_connections() -> tuple[list[BaseException], list[BaseException]]:
+        holding = [SkyvernHook("holding") for _ in range(pool_size)]
+        late = [SkyvernHook("late") for _ in range(SHARDS)]  # one more per shard
+        try:
+            first = asyncio.gather(*(hook.aget_run("tsk_1") for hook in holding), return_exceptions=True)
+            await asyncio.sleep(0.1)
+            then = await asyncio.gather(*(hook.aget_run("tsk_1") for hook in late), return_exceptions=True)
+            return list(await first), list(then)
+        finally:
+            for hook in holding + late:
+                await hook.aclose()
+
+    holding_errors, late_errors = asyncio.run(more_waits_than_connections())
+    assert most == pool_size
+    assert all(isinstance(e, SkyvernTransportError) and e.request_sent for e in holding_errors)
+    assert len(late_errors) == SHARDS
+    assert all(isinstance(e, SkyvernTransportError) and not e.request_sent for e in late_errors)
+    assert "failed before the request was sent: PoolTimeout: no free connection within 0.5 s" in str(
+        late_errors[0]
+    )

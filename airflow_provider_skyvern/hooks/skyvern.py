@@ -37,7 +37,7 @@ from airflow_provider_skyvern.exceptions import (
     http_error_class,
 )
 from airflow_provider_skyvern.hooks.clock import SYSTEM_CLOCK, Clock
-from airflow_provider_skyvern.hooks.pool import POOL_LIMITS, SHARED_CLIENTS
+from airflow_provider_skyvern.hooks.pool import POOL_LIMITS, SHARED_CLIENTS, Lease
 from airflow_provider_skyvern.hooks.retry import CallBudget, retry_arguments
 from airflow_provider_skyvern.models import (
     Artifact,
@@ -193,8 +193,8 @@ class SkyvernHook(BaseHook):
     Talks to Skyvern Cloud or a self-hosted Skyvern with the API key of an Airflow connection.
 
     Every call exists in a sync form (``get_run``) and an async form (``aget_run``) for triggers. The hook
-    keeps one ``httpx.Client``, created on first use; async calls borrow the event loop's client for this
-    endpoint, shared with every other hook on the loop (:mod:`.pool`). Close or give them back with
+    keeps one ``httpx.Client``, created on first use; async calls borrow one of the event loop's clients for
+    this endpoint, shared with every other hook on the loop (:mod:`.pool`). Close or give them back with
     :meth:`close` / :meth:`aclose` (or use the hook as a context manager). A call gives up after
     the connection's ``total_timeout`` (retries and waits included) or at its ``deadline``, whichever is
     first.
@@ -214,8 +214,8 @@ class SkyvernHook(BaseHook):
         self.clock = clock
         self._settings: ConnectionSettings | None = None
         self._client: httpx.Client | None = None
-        self._async_client: httpx.AsyncClient | None = None
-        self._async_client_loop: asyncio.AbstractEventLoop | None = None
+        self._lease: Lease | None = None
+        self._lease_loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"SkyvernHook(skyvern_conn_id={self.skyvern_conn_id!r})"
@@ -269,15 +269,20 @@ class SkyvernHook(BaseHook):
 
     async def aget_conn(self) -> httpx.AsyncClient:
         """The running loop's shared client for this endpoint; one made on another loop is never reused."""
+        return (await self._alease()).client
+
+    async def _alease(self) -> Lease:
         settings = await self.aget_settings()
         loop = asyncio.get_running_loop()  # from here on no await: concurrent first calls share one client
-        if self._async_client is None or self._async_client_loop is not loop:
-            self._async_client = SHARED_CLIENTS.acquire(
+        if self._lease is None or self._lease_loop is not loop:
+            self._lease = SHARED_CLIENTS.acquire(
                 self._endpoint(settings),
-                lambda: httpx.AsyncClient(**self._client_options(settings), limits=POOL_LIMITS),
+                lambda ssl_context: httpx.AsyncClient(
+                    **self._client_options(settings), limits=POOL_LIMITS, verify=ssl_context
+                ),
             )
-            self._async_client_loop = loop
-        return self._async_client
+            self._lease_loop = loop
+        return self._lease
 
     @staticmethod
     def _endpoint(settings: ConnectionSettings) -> tuple[str, str]:
@@ -290,10 +295,10 @@ class SkyvernHook(BaseHook):
 
     async def aclose(self) -> None:
         """Give the shared client back (the last hook on the loop closes it)."""
-        client, self._async_client = self._async_client, None
-        loop, self._async_client_loop = self._async_client_loop, None
-        if client is not None and self._settings is not None and loop is asyncio.get_running_loop():
-            await SHARED_CLIENTS.release(self._endpoint(self._settings), client)
+        lease, self._lease = self._lease, None
+        loop, self._lease_loop = self._lease_loop, None
+        if lease is not None and self._settings is not None and loop is asyncio.get_running_loop():
+            await SHARED_CLIENTS.release(self._endpoint(self._settings), lease)
 
     def __enter__(self) -> SkyvernHook:
         return self
@@ -339,7 +344,7 @@ class SkyvernHook(BaseHook):
     async def acall(self, api_call: ApiCall[T], *, deadline: float | None = None) -> T:
         """:meth:`call` for the event loop; each attempt is also cut off at its timeout as a whole."""
         settings = await self.aget_settings()
-        client = await self.aget_conn()
+        lease = await self._alease()
         budget = CallBudget.start(self.clock, settings.total_timeout, deadline)
         retrying = AsyncRetrying(
             sleep=self.clock.asleep,
@@ -350,18 +355,23 @@ class SkyvernHook(BaseHook):
 
         async def attempt() -> httpx.Response:
             timeout = budget.attempt_timeout(settings.request_timeout)
+            sending = False
             try:
                 # anyio, not asyncio.wait_for: on Python < 3.12 wait_for can swallow the triggerer's cancel
                 with anyio.fail_after(timeout):
-                    response = await client.request(**_request_arguments(api_call), timeout=timeout)
+                    # A free slot first: httpcore rescans its whole queue on every request event.
+                    async with lease.slots:
+                        sending = True
+                        response = await lease.client.request(**_request_arguments(api_call), timeout=timeout)
             except httpx.TransportError as exc:
                 raise _transport_error(api_call, exc, settings.base_url) from None
-            except TimeoutError:  # a server trickling bytes: httpx times each read, not the whole
-                raise _transport_error(
-                    api_call,
-                    httpx.ReadTimeout(f"no complete answer within {timeout:.1f} s"),
-                    settings.base_url,
-                ) from None
+            except TimeoutError:  # a server trickling bytes (httpx times each read, not the whole) or no slot
+                late: httpx.TransportError = (
+                    httpx.ReadTimeout(f"no complete answer within {timeout:.1f} s")
+                    if sending
+                    else httpx.PoolTimeout(f"no free connection within {timeout:.1f} s")
+                )
+                raise _transport_error(api_call, late, settings.base_url) from None
             _raise_for_status(api_call, response, settings.base_url)
             return response
 
