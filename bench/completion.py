@@ -6,7 +6,8 @@
    (``python -m airflow_provider_skyvern.emulator``); each trial creates two runs of the same duration at
    the same moment (``POST /v1/run/tasks`` with an ``[emulator seconds=D]`` directive), waits a start
    delay (trial i of K: i * min(D, 10) / K seconds, so the trials cover every phase of a 10 s poll), then
-   waits for one run with ``SkyvernRunTrigger`` (``poll_interval=10``, the operator's default; rebuilt from
+   waits for one run with ``SkyvernRunTrigger`` (``poll_interval`` = the operator's default, read from its
+   signature; rebuilt from
    ``serialize()`` through Airflow's serde, ``async for event in trigger.run()``) and for the other with
    the baseline: a trigger polling every 10 s (``bench/_baseline_triggers.py``). Latency = the time the
    event arrives - the run's ``finished_at`` on the server. D = 5 s and 60 s (``--quick``: 5 s only).
@@ -49,9 +50,9 @@ from _common import (
     table,
 )
 
-POLL = 10.0  # SkyvernRunTaskOperator's default poll_interval, and the baseline's fixed interval
+POLL = 10.0  # the baseline's fixed interval; our trigger gets the operator's default (operator_poll_interval)
 REAL_WAIT = 0.05  # simulated time: real seconds to wait for sockets before the clock jumps
-KINDS = {"ours": "(a) SkyvernRunTrigger", "fixed": "(b) fixed 10 s poll"}
+KINDS = {"ours": "(a) SkyvernRunTrigger, default poll_interval", "fixed": "(b) fixed 10 s poll"}
 
 
 def main() -> int:
@@ -104,6 +105,15 @@ def _child(argv: list[str], env: dict[str, str]) -> Any:
 # ---- triggers, rebuilt as the triggerer rebuilds them ----------------------------------------------
 
 
+def operator_poll_interval() -> float:
+    """What a user who leaves ``poll_interval`` alone gets: the operator's default."""
+    import inspect
+
+    from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+
+    return float(inspect.signature(SkyvernRunTaskOperator.__init__).parameters["poll_interval"].default)
+
+
 def make_trigger(kind: str, run_id: str, deadline: float) -> Any:
     """The trigger for ``kind``, serialized and rebuilt through Airflow's serde and JSON, as stored."""
     from airflow.sdk.serde import deserialize, serialize
@@ -111,7 +121,9 @@ def make_trigger(kind: str, run_id: str, deadline: float) -> Any:
     if kind == "ours":
         from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 
-        original: Any = SkyvernRunTrigger(run_id=run_id, deadline=deadline, poll_interval=POLL)
+        original: Any = SkyvernRunTrigger(
+            run_id=run_id, deadline=deadline, poll_interval=operator_poll_interval()
+        )
     else:
         from _baseline_triggers import PlainPollTrigger
 

@@ -277,7 +277,7 @@ def print_results(args: argparse.Namespace, results: dict[str, dict[str, Any]], 
             )
         if (result.get("server_cores") or 0) > 0.8:
             notes.append(f"{LABELS[variant]}: the server used > 0.8 core: this figure may be server-bound")
-        if result["polls_per_s"] < 0.9 * args.count / args.poll:
+        if result["polls_per_s"] < 0.9 * args.count / args.poll and result["cpu_cores"] > 0.8:
             notes.append(
                 f"{LABELS[variant]}: short of CPU ({result['polls_per_s']:.0f} of {args.count / args.poll:.0f} "
                 "polls/s asked): its CPU per poll here is under saturation, see the light pass"

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
+import anyio
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_skyvern import DEFAULT_CONN_ID
@@ -111,7 +112,8 @@ class SkyvernRunTrigger(BaseTrigger):
         self.log.info("Task is %s, no longer waiting: canceling Skyvern run %s", state, self.run_id)
         try:
             async with SkyvernHook(self.skyvern_conn_id) as hook:
-                await asyncio.wait_for(hook.acancel_run(self.run_id), ON_KILL_CANCEL_TIMEOUT)
+                with anyio.fail_after(ON_KILL_CANCEL_TIMEOUT):  # anyio: 3.11's wait_for can eat a cancel
+                    await hook.acancel_run(self.run_id)
         except Exception as exc:  # a cancel that cannot be sent is reported, never raised here
             self.log.warning("Could not cancel Skyvern run %s: %s", self.run_id, exc)
         else:
@@ -126,15 +128,13 @@ class SkyvernRunTrigger(BaseTrigger):
             from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
             from asgiref.sync import sync_to_async  # how Airflow's own triggers reach the API server
 
-            states = await asyncio.wait_for(
-                sync_to_async(RuntimeTaskInstance.get_task_states)(
+            with anyio.fail_after(TI_STATE_TIMEOUT):
+                states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
                     dag_id=ti.dag_id,
                     task_ids=[ti.task_id],
                     run_ids=[ti.run_id],
                     map_index=ti.map_index,
-                ),
-                TI_STATE_TIMEOUT,
-            )
+                )
         except Exception as exc:  # any failure means "unknown", handled by the caller
             self.log.warning("Could not read the state of task %s: %s", ti.task_id, exc)
             return None

@@ -44,7 +44,7 @@ class RunWatch:
         self._step_count: int | None = None
         self._logged: tuple[str, int | None] | None = None
         self._last_error: str | None = None
-        self._polls_ok = 0
+        self._any_poll_ok = False
         self._first_seen = clock.time()
         self._created_at: float | None = None
         self._rate_limited = False
@@ -55,7 +55,7 @@ class RunWatch:
     ) -> RunEvent | None:
         self._rate_limited, self._retry_after = False, None
         if run is not None:
-            self._polls_ok += 1
+            self._any_poll_ok = True
             self._last_error = None
             self._created_at = run.created_at.timestamp()
             self._report(run)
@@ -93,7 +93,7 @@ class RunWatch:
         """For a deadline: the failing polls, so a dead server does not read like a slow run."""
         if self._last_error is None:
             return None
-        if self._polls_ok == 0:
+        if not self._any_poll_ok:
             return f"every poll failed, the last with: {self._last_error}"
         return f"the last poll failed: {self._last_error}"
 
