@@ -379,7 +379,8 @@ def test_workflow_parameters_are_echoed_and_the_title_is_the_workflows(hook: Sky
     assert echoed is not None
     assert echoed["parameters"] == {"day": "2026-12-01"}
     assert echoed["title"] == "Emulated workflow wpid_42"  # Skyvern 1.0.56 drops the request's title
-    assert echoed["extra_http_headers"] is None and echoed["run_metadata"] is None  # stored, not echoed
+    assert echoed["extra_http_headers"] is None
+    assert echoed["run_metadata"] is None
     assert [item.run_id for item in hook.list_runs(search_key="2026-12-01")] == [
         run.run_id
     ]  # inputs searched
@@ -399,14 +400,16 @@ def test_a_retry_policy_reports_a_failed_attempt_as_retry_pending_then_the_last(
     final = hook.get_run(run.run_id)
 
     assert (pending["status"], pending["retry_pending"], pending["attempt"]) == ("failed", True, 1)
-    assert pending["next_attempt_at"] is not None and "retrying" in pending["failure_reason"]
+    assert pending["next_attempt_at"] is not None
+    assert "retrying" in pending["failure_reason"]
     assert [a["retry_decision"] for a in pending["attempts"]] == ["retry"]
     assert (second["status"], second["retry_pending"], second["attempt"]) in {
         ("queued", False, 2),
         ("running", False, 2),
     }
     assert (final.status, final.retry_pending, final.attempt) == (RunStatus.completed, False, 2)
-    assert final.is_terminal and not hook.get_run(run.run_id).failure_reason
+    assert final.is_terminal
+    assert not hook.get_run(run.run_id).failure_reason
     assert [a["status"] for a in final.model_dump()["attempts"]] == ["failed", "completed"]
 
 
