@@ -87,3 +87,40 @@ def test_a_wait_workflow_runs_deferrable_to_completed(
     assert listed == [trigger.run_id]
     assert mine.describes(run)
     assert not other.describes(run)
+
+
+def test_the_emulator_echoes_a_workflow_request_as_the_real_server_does(
+    real_peer: Peer, emulator_peer: Peer
+) -> None:
+    """The same request to both: the same ``run_request`` keys, the request's title, headers and metadata
+    dropped, the parameters kept, and the run found by its workflow id and by a parameter value."""
+    real_workflow = _wait_workflow(real_peer)
+    day = f"2026-11-30-{uuid.uuid4().hex[:6]}"
+    seen: dict[str, dict[str, Any]] = {}
+    for peer, workflow_id in ((real_peer, real_workflow), (emulator_peer, "wpid_42")):
+        body = {
+            "agent_id": workflow_id,
+            "parameters": {"report_date": day},
+            "title": "request title",
+            "extra_http_headers": {"X-Trace": "abc"},
+            "run_metadata": {"team": "data"},
+        }
+        with peer.client() as client:
+            created = client.post("/v1/run/agents", json=body).json()
+            final = peer.wait_final(created["run_id"], timeout=60)
+            by_id = [i["run_id"] for i in client.get("/v1/runs", params={"search_key": workflow_id}).json()]
+            by_value = [i["run_id"] for i in client.get("/v1/runs", params={"search_key": day}).json()]
+        assert created["run_id"] in by_id, peer.name
+        assert by_value == [created["run_id"]], peer.name
+        seen[peer.name] = final
+    real, emulated = seen["real"]["run_request"], seen["emulator"]["run_request"]
+    print(f"\nreal run_request {real}\nemulator run_request {emulated}")
+    assert set(real) == set(emulated)
+    for echo in (real, emulated):
+        assert echo["parameters"] == {"report_date": day}
+        assert echo["title"] != "request title"
+        assert echo["extra_http_headers"] is None
+        assert echo["run_metadata"] is None
+    for key in ("status", "attempt", "retry_pending", "attempts", "run_type", "output"):
+        assert key in seen["emulator"], key
+    assert set(seen["real"]) - set(seen["emulator"]) <= {"browser_seed_source", "browser_settings_receipt"}
