@@ -14,13 +14,19 @@ PARSE = """
 import json, sys
 from airflow.sdk import DAG, BaseOperator  # what any DAG file imports: not ours to count
 airflow_own = set(sys.modules)
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator, SkyvernRunWorkflowOperator
 SkyvernRunTaskOperator(task_id="t", prompt="Get the title", url="https://example.com", model={"name": "m"},
                        proxy_location={"country": "us"}, max_steps=3)
-try:
-    SkyvernRunTaskOperator(task_id="bad", prompt="p", model="gpt-4")
-except ValueError as exc:
-    print(json.dumps({"error": str(exc), "modules": sorted(set(sys.modules) - airflow_own)}))
+SkyvernRunWorkflowOperator(task_id="w", workflow_id="wpid_1", parameters={"day": "{{ ds }}"},
+                           max_elapsed_time_minutes=60)
+errors = []
+for bad in (lambda: SkyvernRunTaskOperator(task_id="bad", prompt="p", model="gpt-4"),
+            lambda: SkyvernRunWorkflowOperator(task_id="bad", workflow_id="wpid_1", browser_type="lynx")):
+    try:
+        bad()
+    except ValueError as exc:
+        errors.append(str(exc))
+print(json.dumps({"error": " | ".join(errors), "modules": sorted(set(sys.modules) - airflow_own)}))
 """
 
 
@@ -36,6 +42,7 @@ def test_parsing_a_dag_keeps_the_runtime_modules_out_but_still_checks_values() -
     parsed = _parse_in_fresh_interpreter()
     modules = set(parsed["modules"])  # type: ignore[call-overload]
     assert "model: Input should be a valid dictionary" in str(parsed["error"])  # still checked at parse
+    assert "browser_type: 'lynx' is not accepted" in str(parsed["error"])
     for runtime_only in (
         "airflow_provider_skyvern.hooks.skyvern",
         "airflow_provider_skyvern.models",

@@ -269,26 +269,14 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
             }
             for step in range(1, current.step_count + 1)
         ]
-        block = {
-            "workflow_run_block_id": f"wrb_{run.number}",
-            "workflow_run_id": run.run_id,
-            "organization_id": "o_emulator",
-            "block_type": "task_v2" if run.run_type == "task_v2" else "task",
-            "label": "emulated_block",
-            "status": current.status,
-            "created_at": stamp,
-            "modified_at": stamp,
-        }
-        return [
-            {
-                "type": "block",
-                "block": block,
-                "thought": None,
-                "children": thoughts,
-                "created_at": stamp,
-                "modified_at": stamp,
-            }
-        ]
+        if run.is_workflow:  # one entry per block reached, its thoughts under the running one
+            blocks = state.workflow_blocks(run, current)
+            return [
+                _block_entry(run, index, block, thoughts if index == len(blocks) - 1 else [], stamp)
+                for index, block in enumerate(blocks)
+            ]
+        block = {"label": "emulated_block", "block_type": "task_v2", "status": current.status, "output": None}
+        return [_block_entry(run, 0, block, thoughts, stamp)]
 
     @api.get("/v1/runs/{run_id}/artifacts", dependencies=v1)
     async def run_artifacts(
@@ -499,3 +487,24 @@ async def _deliver_webhook(
         result["response_body"] = response.text[:2048]
     result["latency_ms"] = int((time.monotonic() - started) * 1000)
     return result
+
+
+def _block_entry(
+    run: EmulatedRun, index: int, block: dict[str, Any], children: list[dict[str, Any]], stamp: str | None
+) -> dict[str, Any]:
+    """A ``type: block`` timeline node (Skyvern's ``WorkflowRunTimeline`` with a ``WorkflowRunBlock``)."""
+    return {
+        "type": "block",
+        "block": {
+            "workflow_run_block_id": f"wrb_{run.number}{index}",
+            "workflow_run_id": run.run_id,
+            "organization_id": "o_emulator",
+            **block,
+            "created_at": stamp,
+            "modified_at": stamp,
+        },
+        "thought": None,
+        "children": children,
+        "created_at": stamp,
+        "modified_at": stamp,
+    }

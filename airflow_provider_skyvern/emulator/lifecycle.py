@@ -15,7 +15,8 @@ from airflow_provider_skyvern.models import RunStatus
 
 Outcome = Literal["completed", "failed", "terminated", "timed_out", "canceled", "paused", "slow"]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
-DIRECTIVE_KEYS = ("outcome", "seconds", "steps", "create_seconds")
+DIRECTIVE_KEYS = ("outcome", "seconds", "steps", "create_seconds", "attempts", "retry_seconds")
+DEFAULT_RETRY_SECONDS = 2.0
 DEFAULT_STEPS = 5
 DIRECTIVE = re.compile(r"\[emulator(?P<body>[^\]]*)\]")
 
@@ -35,6 +36,10 @@ class Plan:
     steps: int
     create_seconds: float = 0.0
     """Time the POST spends before the run exists (Skyvern asks the LLM inside a v1 POST without url)."""
+    attempts: int = 1
+    """A workflow retry policy: every attempt but the last ends ``failed`` with a retry pending."""
+    retry_seconds: float = DEFAULT_RETRY_SECONDS
+    """How long a failed attempt waits (``retry_pending``, ``next_attempt_at``) before the next starts."""
 
 
 def plan_from(texts: list[str], default_seconds: float, max_steps: int | None) -> Plan:
@@ -52,7 +57,15 @@ def plan_from(texts: list[str], default_seconds: float, max_steps: int | None) -
     steps = int(_number(values, "steps", DEFAULT_STEPS)) or 1
     if max_steps is not None and outcome == "completed" and max_steps < steps:
         outcome, steps = "timed_out", max_steps  # Skyvern ends a run that hits max_steps as timed_out
-    return Plan(outcome, seconds, steps, _number(values, "create_seconds", 0.0))  # type: ignore[arg-type]
+    attempts = max(1, int(_number(values, "attempts", 1)))
+    return Plan(
+        outcome,  # type: ignore[arg-type]
+        seconds,
+        steps,
+        _number(values, "create_seconds", 0.0),
+        attempts,
+        _number(values, "retry_seconds", DEFAULT_RETRY_SECONDS),
+    )
 
 
 def _parse_pairs(body: str) -> dict[str, str]:
@@ -85,6 +98,18 @@ FAILURE_REASONS: dict[str, str] = {
     "timed_out": "Reached the maximum number of steps ({steps}) before the goal was achieved",
     "canceled": "Emulated cancellation by Skyvern",
 }
+RETRIED_ATTEMPT_REASON = "Emulated failure of attempt {attempt}: the site answered 503; retrying"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One finished attempt of a workflow run with a retry policy, as ``attempts[]`` reports it."""
+
+    number: int
+    status: str
+    started_at: float | None
+    finished_at: float | None
+    next_attempt_at: float | None
 
 
 @dataclass
@@ -94,10 +119,15 @@ class RunState:
     queued_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    attempt: int = 1
+    retry_pending: bool = False
+    next_attempt_at: float | None = None
+    attempts: tuple[Attempt, ...] = ()
+    """The attempts so far (workflow runs with a retry policy), the current one last."""
 
     @property
     def is_terminal(self) -> bool:
-        return RunStatus(self.status).is_terminal
+        return RunStatus(self.status).is_terminal and not self.retry_pending
 
 
 @dataclass
@@ -117,20 +147,48 @@ class Lifecycle:
         return natural
 
     def _natural_state(self, now: float) -> RunState:
-        duration = self.plan.seconds
+        """Attempts follow each other ``seconds + retry_seconds`` apart; each but the last fails."""
+        period = self.plan.seconds + self.plan.retry_seconds
         elapsed = max(0.0, now - self.created)
-        queued, started, ends = (self.created + duration * f for f in (QUEUED_AT, RUNNING_AT, 1.0))
-        if elapsed >= duration and self.plan.outcome not in ("slow", "paused"):
-            return RunState(self.plan.outcome, self.plan.steps, queued, started, ends)
+        index = min(int(elapsed // period) if period > 0 else 0, self.plan.attempts - 1)
+        done = []
+        for k in range(index):
+            began = self.created + k * period
+            ended = began + self.plan.seconds
+            started = began + self.plan.seconds * RUNNING_AT
+            done.append(Attempt(k + 1, "failed", started, ended, ended + self.plan.retry_seconds))
+        start = self.created + index * period
+        last = index == self.plan.attempts - 1
+        state = self._attempt_state(now - start, start, "failed" if not last else self.plan.outcome)
+        state.attempt = index + 1
+        if index > 0 and state.status == "created":  # a retry is queued at once, it is not created again
+            state.status, state.queued_at = "queued", start
+        if not last and state.status == "failed":
+            assert state.finished_at is not None
+            state.retry_pending = True
+            state.next_attempt_at = state.finished_at + self.plan.retry_seconds
+        if self.plan.attempts > 1:
+            current = Attempt(
+                index + 1, state.status, state.started_at, state.finished_at, state.next_attempt_at
+            )
+            state.attempts = (*done, current)
+        return state
+
+    def _attempt_state(self, elapsed: float, begin: float, outcome: str) -> RunState:
+        duration = self.plan.seconds
+        elapsed = max(0.0, elapsed)
+        queued, started, ends = (begin + duration * f for f in (QUEUED_AT, RUNNING_AT, 1.0))
+        if elapsed >= duration and outcome not in ("slow", "paused"):
+            return RunState(outcome, self.plan.steps, queued, started, ends)
         if elapsed < duration * QUEUED_AT:
             return RunState("created", 0)
         if elapsed < duration * RUNNING_AT:
             return RunState("queued", 0, queued)
         step_seconds = max(duration * (1 - RUNNING_AT) / self.plan.steps, 1e-6)
         steps = 1 + int((elapsed - duration * RUNNING_AT) / step_seconds)
-        if self.plan.outcome == "paused" and elapsed >= duration:
+        if outcome == "paused" and elapsed >= duration:
             return RunState("paused", self.plan.steps, queued, started)
-        if self.plan.outcome != "slow":
+        if outcome != "slow":
             steps = min(steps, self.plan.steps)
         return RunState("running", steps, queued, started)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import json
 import secrets
 import threading
 import time
@@ -20,7 +21,14 @@ from airflow_provider_skyvern.emulator.content import (
     screenshot_png,
 )
 from airflow_provider_skyvern.emulator.faults import Faults
-from airflow_provider_skyvern.emulator.lifecycle import FAILURE_REASONS, Lifecycle, RunState, iso
+from airflow_provider_skyvern.emulator.lifecycle import (
+    FAILURE_REASONS,
+    RETRIED_ATTEMPT_REASON,
+    Attempt,
+    Lifecycle,
+    RunState,
+    iso,
+)
 
 ORGANIZATION_ID = "o_emulator"
 FIRST_ID = 495_000_000_000_000_000  # Skyvern ids are <prefix>_<64-bit int>
@@ -53,6 +61,44 @@ TASK_REQUEST_FIELDS = (
     "run_with",
     "file_ids",
 )
+WORKFLOW_REQUEST_FIELDS = (
+    "workflow_id",
+    "parameters",
+    "title",
+    "proxy_location",
+    "webhook_url",
+    "totp_url",
+    "totp_identifier",
+    "browser_session_id",
+    "browser_profile_id",
+    "reuse_browser_session",
+    "start_fresh_browser",
+    "max_screenshot_scrolls",
+    "max_elapsed_time_minutes",
+    "extra_http_headers",
+    "cdp_connect_headers",
+    "browser_address",
+    "ai_fallback",
+    "run_with",
+    "run_metadata",
+    "browser_type",
+    "file_ids",
+)
+WORKFLOW_ECHOED = (
+    "proxy_location",
+    "webhook_url",
+    "totp_url",
+    "totp_identifier",
+    "max_screenshot_scrolls",
+    "browser_address",
+    "browser_profile_id",
+    "browser_session_id",
+    "browser_type",
+)
+"""What Skyvern 1.0.56 keeps of a workflow run's request and echoes (``get_workflow_run_response``): not
+the title (the workflow's own is shown), headers, run metadata or the time limit."""
+WORKFLOW_BLOCKS = (("open_portal", "goto_url"), ("extract_report", "extraction"))
+"""The emulated workflow's blocks (label, block type): each reports ``<label>_output``."""
 RUN_TYPE_BY_ENGINE = {
     "skyvern-1.0": "task_v1",
     "skyvern-2.0": "task_v2",
@@ -114,7 +160,19 @@ class EmulatedRun:
     def run_request(self) -> dict[str, Any]:
         """The request as ``GET /v1/runs/{id}`` echoes it: only what the run type stores, the rest null."""
         if self.is_workflow:
-            return self.request
+            fresh = bool(self.request.get("start_fresh_browser"))
+            echo: dict[str, Any] = dict.fromkeys(WORKFLOW_REQUEST_FIELDS)
+            echo.update({key: self.request.get(key) for key in WORKFLOW_ECHOED})
+            echo.update(
+                workflow_id=self.request["workflow_id"],
+                title=self.title("running"),
+                parameters=dict(self.request.get("parameters") or {}),
+                proxy_location=self.request.get("proxy_location") or "RESIDENTIAL",
+                start_fresh_browser=fresh,
+            )
+            if fresh:
+                echo.update(browser_profile_id=None, browser_session_id=None)
+            return echo
         stored = ["engine", "prompt", "url", "webhook_url", "totp_identifier", "totp_url", "proxy_location"]
         stored += ["data_extraction_schema", "error_code_mapping"]
         if self.run_type != "task_v2":
@@ -225,11 +283,46 @@ class EmulatorState:
                 run_with=run.request.get("run_with") or "agent",
                 ai_fallback=run.request.get("ai_fallback"),
                 script_id=None,
-                attempt=1,
-                retry_pending=False,
-                next_attempt_at=None,
+                attempt=state.attempt,
+                retry_pending=state.retry_pending,
+                next_attempt_at=iso(state.next_attempt_at),
+                attempts=[_attempt_json(a, state) for a in state.attempts],
             )
         return body
+
+    def workflow_blocks(self, run: EmulatedRun, state: RunState) -> list[dict[str, Any]]:
+        """The blocks reached so far (the second starts halfway through the steps): the earlier ones
+        completed, the last one as the run is (running, failed, ...)."""
+        steps, count = max(run.lifecycle.plan.steps, 1), len(WORKFLOW_BLOCKS)
+        if state.status == "completed":
+            reached = count
+        else:
+            reached = sum(1 for i in range(count) if state.step_count > steps * i // count)
+        blocks = []
+        for index, (label, block_type) in enumerate(WORKFLOW_BLOCKS[:reached]):
+            last = index == reached - 1
+            status = state.status if last and state.status != "completed" else "completed"
+            output = self._block_output(run, index) if status == "completed" else None
+            blocks.append({"label": label, "block_type": block_type, "status": status, "output": output})
+        return blocks
+
+    def _block_output(self, run: EmulatedRun, index: int) -> Any:
+        _, block_type = WORKFLOW_BLOCKS[index]
+        if block_type == "goto_url":
+            return None  # a goto_url block records no output value
+        parameters = run.request.get("parameters") or {}
+        extracted = sample_output(None, json.dumps(parameters, sort_keys=True), run.run_id)
+        return {
+            "task_id": f"tsk_{run.number}{index}",
+            "status": "completed",
+            "extracted_information": extracted,
+            "failure_reason": None,
+            "errors": [],
+            "downloaded_files": None,
+            "downloaded_file_urls": None,
+            "task_screenshots": None,
+            "workflow_screenshots": None,
+        }
 
     def list_item(self, run: EmulatedRun) -> dict[str, Any]:
         state = run.lifecycle.state_at(self.now())
@@ -255,15 +348,19 @@ class EmulatorState:
             run.request.get("data_extraction_schema"), str(run.request.get("prompt", "")), run.run_id
         )
         if run.is_workflow:
-            return {
-                "extraction_output": {"extracted_information": extracted},
-                "extracted_information": [extracted],
-            }
+            blocks = self.workflow_blocks(run, state)
+            outputs: dict[str, Any] = {f"{b['label']}_output": b["output"] for b in blocks}
+            outputs["extracted_information"] = [
+                b["output"]["extracted_information"] for b in blocks if isinstance(b["output"], dict)
+            ]
+            return outputs
         return extracted
 
     def _failure_reason(self, run: EmulatedRun, state: RunState) -> str | None:
         if state.status == "canceled" and run.lifecycle.canceled_at is not None:
             return "Run canceled by the user"
+        if state.retry_pending:
+            return RETRIED_ATTEMPT_REASON.format(attempt=state.attempt)
         template = FAILURE_REASONS.get(state.status)
         if template is None:
             return None
@@ -388,3 +485,20 @@ class EmulatorState:
             "completed_at": iso(session.closed),
             "warning": session.warning,
         }
+
+
+def _attempt_json(attempt: Attempt, state: RunState) -> dict[str, Any]:
+    """One entry of ``attempts[]`` (Skyvern's ``WorkflowRunAttempt``)."""
+    retried = attempt.next_attempt_at is not None and attempt.status == "failed"
+    return {
+        "attempt_number": attempt.number,
+        "status": attempt.status,
+        "failure_reason": RETRIED_ATTEMPT_REASON.format(attempt=attempt.number) if retried else None,
+        "error_codes": [],
+        "started_at": iso(attempt.started_at),
+        "finished_at": iso(attempt.finished_at),
+        "retry_decision": "retry" if retried else None,
+        "decision_reason": "retry policy: failed attempt" if retried else None,
+        "next_attempt_at": iso(attempt.next_attempt_at),
+        "webhook_sent_at": None,
+    }

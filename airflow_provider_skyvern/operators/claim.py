@@ -15,14 +15,14 @@ from typing import Any
 from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.hooks.retry import may_have_created
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
-from airflow_provider_skyvern.models import RunResponse, RunStatus, TaskRunRequest
+from airflow_provider_skyvern.models import RunResponse, RunStatus
+from airflow_provider_skyvern.operators.kinds import RunKind
 from airflow_provider_skyvern.operators.reattach import (
     RunFinder,
     RunStateUnknown,
     Submission,
     SubmissionLedger,
     run_tag,
-    tagged_title,
 )
 
 NOT_SUBMITTING = "not starting another run while that is unknown; the next try looks again"
@@ -45,25 +45,22 @@ def _when(unix: float) -> str:
 
 class RunClaim:
     """
-    Built once per try from the rendered request. ``reattach=False`` keeps no record, adds no tag and
-    looks nothing up: every try submits, and an ambiguous POST failure fails the try.
+    Built once per try from the rendered request of any kind of run. ``reattach=False`` keeps no record,
+    adds no tag and looks nothing up: every try submits, and an ambiguous POST failure fails the try.
     """
 
-    def __init__(
-        self, hook: SkyvernHook, context: Any, request: TaskRunRequest, *, reattach: bool, log: Any
-    ) -> None:
+    def __init__(self, hook: SkyvernHook, context: Any, kind: RunKind, *, reattach: bool, log: Any) -> None:
         self.hook = hook
         self.log = log
         self.ledger = SubmissionLedger(context if reattach else {})
         self.finder = RunFinder(hook, hook.clock.sleep)
-        self.request = request
+        self.kind = kind
         self.submission: Submission | None = None
         if reattach:
             ti = context["ti"]
             tag = run_tag(context)
-            self.submission = Submission.of(request, tag)
-            title = tagged_title(request.title, f"{ti.dag_id}.{ti.task_id}", tag)
-            self.request = request.model_copy(update={"title": title})
+            self.submission = kind.submission(tag)
+            self.kind = kind.tagged(f"{ti.dag_id}.{ti.task_id}", tag)
 
     # ---- an earlier try's run ---------------------------------------------------------------------------
 
@@ -143,7 +140,8 @@ class RunClaim:
         )
 
     def _still_going_by_tag(self, submission: Submission) -> RunResponse | None:
-        """Airflow < 3.3 (no state store): a title-keeping run of this task instance still going."""
+        """Airflow < 3.3 (no state store): a title-keeping run of this task instance still going. Runs
+        that keep no title (skyvern-2.0 tasks, workflows) cannot be told from other DAGs' runs here."""
         if not submission.keeps_title:
             return None
         going = [
@@ -173,14 +171,14 @@ class RunClaim:
 
     # ---- a new submission ---------------------------------------------------------------------------
 
-    def submit(self, *, user_agent: str | None) -> RunResponse:
+    def submit(self) -> RunResponse:
         """One POST; recorded before it is sent, so a try that dies mid-way leaves a trace."""
         if self.submission is not None:
             self.submission = self.submission.model_copy(update={"since": time.time(), "run_id": None})
             self.ledger.write(self.submission)
         run: RunResponse
         try:
-            run = self.hook.run_task(self.request, user_agent=user_agent)
+            run = self.kind.start(self.hook)
         except SkyvernError as exc:
             if not may_have_created(exc):
                 self.ledger.clear()

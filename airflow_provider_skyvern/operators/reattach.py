@@ -10,6 +10,10 @@ Skyvern has no idempotency key, so a run is recognised by two things:
 * **what** was asked: the fields of the request the server echoes back in ``run_request``, compared by
   digest (never stored in clear: a request may hold header values or TOTP endpoints).
 
+Workflow runs keep no request title (the workflow's own title is shown), so for them the tag lives only in
+our own record; their runs are looked for by the workflow id (which ``search_key`` matches) and recognised
+by the echoed workflow id, parameters and endpoints.
+
 On Airflow 3.3+ a :class:`Submission` is written to the task state store *before* the POST and
 completed with the run id right after, so a later try knows exactly whether a submission was in flight,
 and when. Without a store (Airflow < 3.3), later tries can only find title-keeping runs still going.
@@ -29,7 +33,13 @@ from pydantic import BaseModel, HttpUrl, ValidationError
 
 from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
-from airflow_provider_skyvern.models import RunEngine, RunListItem, RunResponse, TaskRunRequest
+from airflow_provider_skyvern.models import (
+    RunEngine,
+    RunListItem,
+    RunResponse,
+    TaskRunRequest,
+    WorkflowRunRequest,
+)
 
 STATE_KEY = "skyvern_submission"
 TITLE_DROPPING_ENGINES = frozenset({RunEngine.skyvern_v2})
@@ -84,7 +94,42 @@ def _echoed_fields(wire: dict[str, Any], engine: RunEngine) -> dict[str, Any]:
     return fields
 
 
+WORKFLOW_ECHOED_FIELDS = (
+    "webhook_url",
+    "totp_url",
+    "totp_identifier",
+    "max_screenshot_scrolls",
+    "browser_address",
+    "browser_profile_id",
+    "browser_session_id",
+)
+"""What Skyvern 1.0.56 echoes unchanged in a workflow run's ``run_request``, besides the workflow id and
+the parameters (``services/workflow_service.py::get_workflow_run_response``); a fresh-browser run echoes
+no session or profile."""
+
+
+def _workflow_echoed_fields(wire: dict[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {"workflow_id": wire["agent_id"]}
+    names: tuple[str, ...] = WORKFLOW_ECHOED_FIELDS
+    if wire.get("start_fresh_browser"):
+        names = tuple(n for n in names if n not in ("browser_profile_id", "browser_session_id"))
+    fields.update({name: wire[name] for name in names if wire.get(name) is not None})
+    # The echo also holds the defaults of parameters not sent: only the ones sent are compared.
+    for key, value in (wire.get("parameters") or {}).items():
+        fields[f"parameters.{key}"] = _parameter_value(value)
+    return fields
+
+
+def _parameter_value(value: Any) -> Any:
+    """Skyvern stores a parameter typed by its definition (``5`` for a string parameter becomes "5")."""
+    return value if isinstance(value, (dict, list)) or value is None else str(value)
+
+
 def _echoed_value(name: str, run_request: dict[str, Any]) -> Any:
+    if name.startswith("parameters."):
+        parameters = run_request.get("parameters")
+        key = name.removeprefix("parameters.")
+        return _parameter_value(parameters.get(key)) if isinstance(parameters, dict) else None
     value = run_request.get(name)
     return _normal_url(value) if name == "url" else value
 
@@ -113,6 +158,8 @@ class Submission(BaseModel):
     since: float
     """Unix time just before the POST was sent."""
     run_id: str | None = None
+    search_key: str | None = None
+    """What ``GET /v1/runs?search_key=`` narrows the candidates by when the title keeps no tag (a workflow id)."""
 
     @classmethod
     def of(cls, request: TaskRunRequest, tag: str) -> Submission:
@@ -126,6 +173,21 @@ class Submission(BaseModel):
             echoed=echoed,
             keeps_title=keeps_title(request),
             since=time.time(),
+        )
+
+    @classmethod
+    def of_workflow(cls, request: WorkflowRunRequest, tag: str, **options: Any) -> Submission:
+        """``options`` (header and query values such as ``max_steps_override``) count in the fingerprint."""
+        wire = request.to_wire()
+        wire.pop("title", None)  # Skyvern shows the workflow's own title, never the request's
+        echoed = {name: _digest(value) for name, value in _workflow_echoed_fields(wire).items()}
+        return cls(
+            tag=tag,
+            fingerprint=_digest({"body": wire, **options}),
+            echoed=echoed,
+            keeps_title=False,
+            since=time.time(),
+            search_key=request.workflow_id,
         )
 
     def same_request(self, other: Submission) -> bool:
@@ -210,7 +272,8 @@ class RunFinder:
         if submission.keeps_title:
             items = [item for item in self.tagged(submission) if _created_at(item) >= since]
         else:
-            items = [item for item in self._listed_since(since) if not _title_kept(item)]
+            listed = self._listed_since(since, submission.search_key)
+            items = [item for item in listed if _may_be(item, submission)]
         runs = [self.hook.get_run(item.run_id) for item in items]
         return [run for run in runs if submission.describes(run)]
 
@@ -232,9 +295,9 @@ class RunFinder:
             self.sleep(RECONCILE_WAIT_SECONDS)
         return []  # pragma: no cover - the loop always returns
 
-    def _listed_since(self, since: float) -> Iterable[RunListItem]:
+    def _listed_since(self, since: float, search_key: str | None) -> Iterable[RunListItem]:
         for page in range(1, MAX_LIST_PAGES + 1):
-            items = self.hook.list_runs(page=page, page_size=LIST_PAGE_SIZE)
+            items = self.hook.list_runs(search_key=search_key, page=page, page_size=LIST_PAGE_SIZE)
             yield from (item for item in items if _created_at(item) >= since)
             if len(items) < LIST_PAGE_SIZE or (items and _created_at(items[-1]) < since):
                 return
@@ -248,6 +311,12 @@ def _created_at(item: RunListItem) -> float:
     return item.created_at.astimezone(timezone.utc).timestamp()
 
 
-def _title_kept(item: RunListItem) -> bool:
-    """A listed run of a title-keeping engine cannot be a skyvern-2.0 submission's run."""
-    return item.task_run_type.value not in ("task_v2", "workflow_run")
+def _may_be(item: RunListItem, submission: Submission) -> bool:
+    """A listed run of a title-keeping engine cannot be a skyvern-2.0 submission's run; a workflow
+    submission's run is a run of that workflow."""
+    if submission.search_key is not None:
+        return item.task_run_type.value == "workflow_run" and item.workflow_permanent_id in (
+            None,
+            submission.search_key,
+        )
+    return item.task_run_type.value in ("task_v2", "workflow_run")

@@ -42,7 +42,7 @@ class RunWatch:
         self._clock = clock
         self._status: str | None = None
         self._step_count: int | None = None
-        self._logged: tuple[str, int | None] | None = None
+        self._logged: tuple[Any, ...] | None = None
         self._last_error: str | None = None
         self._any_poll_ok = False
         self._first_seen = clock.time()
@@ -99,8 +99,9 @@ class RunWatch:
 
     def _report(self, run: RunResponse) -> None:
         self._status, self._step_count = run.status.value, run.step_count
-        if self._logged != (self._status, self._step_count):
-            self._logged = (self._status, self._step_count)
+        seen = (self._status, self._step_count, getattr(run, "attempt", None), _retry_pending(run))
+        if self._logged != seen:
+            self._logged = seen
             self._log.info(format_progress(run))
 
 
@@ -111,10 +112,20 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def _retry_pending(run: RunResponse) -> bool:
+    return bool(getattr(run, "retry_pending", False))
+
+
 def format_progress(run: RunResponse) -> str:
     step = f" (step {run.step_count})" if run.step_count else ""
-    line = f"Skyvern run {run.run_id}: {run.status.value}{step}"
-    if run.status is RunStatus.paused:
+    attempt = getattr(run, "attempt", None)
+    of = f", attempt {attempt}" if isinstance(attempt, int) and attempt > 1 else ""
+    line = f"Skyvern run {run.run_id}: {run.status.value}{step}{of}"
+    if run.status.is_terminal and _retry_pending(run):
+        when = getattr(run, "next_attempt_at", None)
+        at = f" at {when:%Y-%m-%d %H:%M:%S} UTC" if when is not None else ""
+        line += f" - attempt {attempt or 1} ended, Skyvern retries the workflow{at}; still waiting"
+    elif run.status is RunStatus.paused:
         line += " - waiting for human interaction in Skyvern; the timeout still applies"
     elif not run.status.is_known:
         line += " - status unknown to this provider, treated as still running"

@@ -11,7 +11,10 @@ FAN_OUT = ("skyvern_fan_out", "cheapest_product")
 FAILURE = ("skyvern_e2e_failure", "find_invoice")
 CANCEL = ("skyvern_e2e_cancel", "crawl_forever")
 CLEAR = ("skyvern_e2e_clear", "reextract")
-EXAMPLE_DAG_IDS = frozenset({"skyvern_scheduled_extraction", "skyvern_fan_out", "skyvern_long_run"})
+WORKFLOW = ("skyvern_workflow_scheduled", "download_daily_report")
+EXAMPLE_DAG_IDS = frozenset(
+    {"skyvern_scheduled_extraction", "skyvern_fan_out", "skyvern_long_run", "skyvern_workflow_scheduled"}
+)
 EMULATOR_RUN_SECONDS = 10.0
 
 

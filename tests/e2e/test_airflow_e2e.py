@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from airflow_harness import TERMINAL_RUN_STATES, Stack, poll_until
 
-from .scenario import CANCEL, CLEAR, EXAMPLE_DAG_IDS, EXTRACTION, FAILURE, FAN_OUT, Observed
+from .scenario import CANCEL, CLEAR, EXAMPLE_DAG_IDS, EXTRACTION, FAILURE, FAN_OUT, WORKFLOW, Observed
 
 pytestmark = pytest.mark.e2e
 
@@ -161,7 +161,7 @@ def test_clearing_a_deferred_task_cancels_its_run_and_the_new_try_starts_one_new
         what=f"{dag_id} to finish after the clear",
     )
     ti = stack.airflow.task_instance(dag_id, observed.run_id(CLEAR), task_id)
-    runs = [run for run in emulator.runs() if "Extract the prices again" in run["request"]["prompt"]]
+    runs = [run for run in emulator.runs() if "Extract the prices again" in run["request"].get("prompt", "")]
     assert (ti["state"], ti["try_number"]) == ("success", 2)
     assert runs[0]["run_id"] == first
     assert len(runs) == 2
@@ -169,3 +169,34 @@ def test_clearing_a_deferred_task_cancels_its_run_and_the_new_try_starts_one_new
     assert runs[0]["cancel_requests"] >= 1
     assert runs[1]["status"] == "completed"
     assert stack.airflow.xcom(dag_id, observed.run_id(CLEAR), task_id, "run_id") == runs[1]["run_id"]
+
+
+def test_the_scheduled_workflow_sends_its_templated_parameters_and_hands_on_its_xcoms(
+    stack: Stack, observed: Observed
+) -> None:
+    assert stack.emulator is not None
+    dag_id, task_id = WORKFLOW
+    dag_run = stack.airflow.call("GET", f"/dags/{dag_id}/dagRuns/{observed.run_id(WORKFLOW)}")
+    run = stack.emulator.run(_xcom_run_id(stack, observed, WORKFLOW))
+    (sent,) = [r["request"] for r in stack.emulator.runs() if r["run_id"] == run["run_id"]]
+    xcom = {
+        key: stack.airflow.xcom(dag_id, observed.run_id(WORKFLOW), task_id, key)
+        for key in ("return_value", "block_outputs", "attempt", "status", "app_url")
+    }
+    summary = stack.airflow.xcom(dag_id, observed.run_id(WORKFLOW), "summarize")
+    print(f"\nworkflow run {run['run_id']}: request {sent}\nXCom {xcom}\nsummary {summary}")
+    day = str(dag_run["logical_date"])[:10]
+    assert observed.states(WORKFLOW)[-1] == "success"
+    assert "deferred" in observed.states(WORKFLOW)
+    assert sent["workflow_id"] == "wpid_123456789"
+    assert sent["parameters"]["report_date"] == day  # templated from the logical date
+    assert sent["run_metadata"] == {"source": "airflow", "dag": dag_id}
+    assert run["run_request"]["parameters"] == sent["parameters"]  # echoed as Skyvern does
+    assert xcom["return_value"] == run["output"]
+    assert xcom["block_outputs"] == {
+        key.removesuffix("_output"): value for key, value in run["output"].items() if key.endswith("_output")
+    }
+    assert (xcom["status"], xcom["attempt"]) == ("completed", 1)
+    assert xcom["app_url"] == run["app_url"]
+    assert summary["blocks"] == sorted(xcom["block_outputs"])
+    assert summary["extracted"] == run["output"]["extracted_information"]

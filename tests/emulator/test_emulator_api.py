@@ -326,8 +326,10 @@ def test_workflow_runs_and_their_timeline(hook: SkyvernHook, clock: FakeClock) -
     assert done.run_type.value == "workflow_run"
     assert done.status is RunStatus.timed_out
     assert done.step_count == 2
-    assert timeline[0].type == "block"
-    assert len(timeline[0].children or []) == 2
+    assert [entry.type for entry in timeline] == ["block", "block"]
+    assert [(e.block or {}).get("label") for e in timeline] == ["open_portal", "extract_report"]
+    assert [(e.block or {}).get("status") for e in timeline] == ["completed", "timed_out"]
+    assert len(timeline[-1].children or []) == 2
     with pytest.raises(SkyvernNotFoundError, match="Workflow not found w_1"):
         hook.run_workflow(WorkflowRunRequest(workflow_id="w_1"))
 
@@ -357,7 +359,58 @@ def test_completed_workflow_output_has_skyverns_shape(hook: SkyvernHook, clock: 
     output = hook.get_run(run.run_id).output
 
     assert isinstance(output, dict)
-    assert output["extracted_information"] == [output["extraction_output"]["extracted_information"]]
+    assert set(output) == {"open_portal_output", "extract_report_output", "extracted_information"}
+    assert output["open_portal_output"] is None  # a goto_url block records no value
+    block = output["extract_report_output"]
+    assert block["status"] == "completed"
+    assert output["extracted_information"] == [block["extracted_information"]]
+
+
+def test_workflow_parameters_are_echoed_and_the_title_is_the_workflows(hook: SkyvernHook) -> None:
+    request = WorkflowRunRequest(
+        workflow_id="wpid_42",
+        parameters={"day": "2026-12-01"},
+        title="mine",
+        extra_http_headers={"X-A": "1"},
+        run_metadata={"team": "data"},
+    )
+    run = hook.run_workflow(request)
+    echoed = hook.get_run(run.run_id).run_request
+    assert echoed is not None
+    assert echoed["parameters"] == {"day": "2026-12-01"}
+    assert echoed["title"] == "Emulated workflow wpid_42"  # Skyvern 1.0.56 drops the request's title
+    assert echoed["extra_http_headers"] is None
+    assert echoed["run_metadata"] is None
+    assert [item.run_id for item in hook.list_runs(search_key="2026-12-01")] == [
+        run.run_id
+    ]  # inputs searched
+
+
+def test_a_retry_policy_reports_a_failed_attempt_as_retry_pending_then_the_last(
+    hook: SkyvernHook, clock: FakeClock
+) -> None:
+    run = hook.run_workflow(
+        WorkflowRunRequest(workflow_id="wpid_42", title="[emulator attempts=2 retry_seconds=4]")
+    )
+    clock.advance(RUN_SECONDS + 1)
+    pending = hook.get_run(run.run_id).model_dump()
+    clock.advance(4)
+    second = hook.get_run(run.run_id).model_dump()
+    clock.advance(RUN_SECONDS)
+    final = hook.get_run(run.run_id)
+
+    assert (pending["status"], pending["retry_pending"], pending["attempt"]) == ("failed", True, 1)
+    assert pending["next_attempt_at"] is not None
+    assert "retrying" in pending["failure_reason"]
+    assert [a["retry_decision"] for a in pending["attempts"]] == ["retry"]
+    assert (second["status"], second["retry_pending"], second["attempt"]) in {
+        ("queued", False, 2),
+        ("running", False, 2),
+    }
+    assert (final.status, final.retry_pending, final.attempt) == (RunStatus.completed, False, 2)
+    assert final.is_terminal
+    assert not hook.get_run(run.run_id).failure_reason
+    assert [a["status"] for a in final.model_dump()["attempts"]] == ["failed", "completed"]
 
 
 def test_timeline_is_refused_for_task_v1_runs(hook: SkyvernHook) -> None:

@@ -1,0 +1,358 @@
+"""SkyvernRunOperatorBase: the one way any kind of Skyvern run is submitted, remembered, waited for,
+canceled and completed. Subclasses only say how to build and fingerprint their request
+(:class:`~.kinds.RunKind`), what they check, and what XCom they add.
+
+Airflow imports this module on every parse of a DAG file that uses an operator, so at module level it
+imports only what constructing and checking an operator needs; the hook, the trigger and the reattach
+machinery are imported where the task runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+from airflow_provider_skyvern import DEFAULT_CONN_ID
+from airflow_provider_skyvern.compat import AirflowException, AirflowFailException
+from airflow_provider_skyvern.enums import RunStatus
+from airflow_provider_skyvern.exceptions import SkyvernBadRequestError, SkyvernError, one_line
+from airflow_provider_skyvern.links.skyvern import APP_URL_XCOM_KEY, SkyvernRunLink
+from airflow_provider_skyvern.operators import validation as check
+from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_1_PLUS
+
+if TYPE_CHECKING:
+    from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
+    from airflow_provider_skyvern.models import RunResponse
+    from airflow_provider_skyvern.operators.claim import RunClaim
+    from airflow_provider_skyvern.operators.kinds import RunKind
+    from airflow_provider_skyvern.operators.reattach import SubmissionLedger
+    from airflow_provider_skyvern.triggers.events import RunEvent
+
+
+class SkyvernRunFailedError(AirflowException):
+    """The Skyvern run ended failed, terminated, canceled or timed out, or did not finish in time."""
+
+
+class SkyvernRunOperatorBase(BaseOperator):
+    """
+    Start one Skyvern run, wait for it (in the triggerer or blocking), return its output.
+
+    Subclasses implement :meth:`_run_kind` (the rendered request), :meth:`_check_given` (the checks DAG
+    parsing can make) and may add XComs (:meth:`_extra_xcoms`) and output checks (:meth:`_check_output`).
+    """
+
+    checked_arguments: ClassVar[tuple[str, ...]] = ()
+    """Argument names :meth:`_check_given` checks at DAG parse time (when not templated)."""
+    operator_extra_links = (SkyvernRunLink(),)
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        wait_for_completion: bool,
+        timeout: float,
+        poll_interval: float,
+        deferrable: bool,
+        reattach: bool,
+        cancel_on_kill: bool,
+        skyvern_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.wait_for_completion = wait_for_completion
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.deferrable = deferrable
+        self.reattach = reattach
+        self.cancel_on_kill = cancel_on_kill
+        self.skyvern_conn_id = skyvern_conn_id
+        self.skyvern_app_url: str | None = None
+        """The run's page in Skyvern's UI once a run exists: what :class:`SkyvernRunLink` shows."""
+        self._active_run_id: str | None = None
+
+    # ---- what a subclass says -------------------------------------------------------------------------
+
+    def _run_kind(self) -> RunKind:
+        """The rendered request; a bad value is a ``check.InvalidParameter`` naming the field."""
+        raise NotImplementedError
+
+    @classmethod
+    def _check_given(cls, values: Mapping[str, Any]) -> None:
+        """Checks the known values among ``checked_arguments`` (a ``check.InvalidParameter`` if bad)."""
+        raise NotImplementedError
+
+    def _extra_xcoms(self, run: RunResponse) -> dict[str, Any]:
+        """XComs this kind of run adds to the common ones, pushed when the run ends."""
+        return {}
+
+    def _check_output(self, context: Any, run: RunResponse) -> None:
+        """Raise to fail a completed run whose output is not acceptable."""
+
+    # ---- parse-time checks ----------------------------------------------------------------------------
+
+    def _check_now(self) -> None:
+        """Called at the end of a subclass ``__init__``: a bad known value fails the DAG's parse."""
+        try:
+            self._check_known({name: getattr(self, name) for name in self.checked_arguments})
+        except check.InvalidParameter as exc:
+            raise ValueError(f"{type(self).__name__}(task_id={self.task_id!r}) {exc}") from None
+
+    @classmethod
+    def _check_known(cls, values: Mapping[str, Any]) -> None:
+        """What DAG parsing can check: the given values that are neither templates nor upstream XComs."""
+        known = {name: value for name, value in values.items() if not check.is_unresolved(value)}
+        for name in ("timeout", "poll_interval"):
+            if name in known:
+                check.check_positive(name, known[name], integer=False)
+        cls._check_given(known)
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """``.partial(...).expand(...)`` builds no operator at parse time: check the partial values now."""
+        try:
+            cls._check_known({name: kwargs[name] for name in cls.checked_arguments if name in kwargs})
+        except check.InvalidParameter as exc:
+            raise ValueError(f"{cls.__name__}.partial(task_id={kwargs.get('task_id')!r}) {exc}") from None
+        return super().partial(**kwargs)
+
+    @cached_property
+    def hook(self) -> SkyvernHook:
+        from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
+
+        return SkyvernHook(self.skyvern_conn_id)
+
+    # ---- execution ------------------------------------------------------------------------------------
+
+    def execute(self, context: Any) -> Any:
+        from airflow_provider_skyvern.operators.claim import RunClaim
+        from airflow_provider_skyvern.operators.reattach import RunStateUnknown
+
+        try:
+            kind = self._run_kind()
+        except check.InvalidParameter as exc:
+            raise AirflowFailException(f"{type(self).__name__}: {exc} (after rendering templates)") from None
+        claim = RunClaim(self.hook, context, kind, reattach=self.reattach, log=self.log)
+        try:
+            run = claim.earlier_run()
+        except RunStateUnknown:  # already says what is known and what is not
+            raise
+        except SkyvernError as exc:
+            message = f"Looking for a Skyvern run an earlier try of this task started failed: {exc}"
+            raise exc.reworded(message) from None
+        if run is None:
+            run = self._submit(claim)
+        self._active_run_id, self.skyvern_app_url = run.run_id, run.app_url
+        self._push(context, run_id=run.run_id, **{APP_URL_XCOM_KEY: run.app_url})
+
+        if not self.wait_for_completion:
+            claim.handed_on()  # whoever waits now owns the run: a clear starts a new one, never adopts it
+            return run.run_id
+        if run.is_terminal:
+            return self._finish(context, run)
+        deadline, limit = self._deadline(context)
+        if self.deferrable:
+            from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
+
+            self.defer(
+                trigger=SkyvernRunTrigger(
+                    run_id=run.run_id,
+                    deadline=deadline,
+                    poll_interval=self.poll_interval,
+                    skyvern_conn_id=self.skyvern_conn_id,
+                    cancel_on_kill=self.cancel_on_kill,
+                    limit=limit,
+                ),
+                method_name="execute_complete",
+                kwargs={"run_id": run.run_id, "app_url": run.app_url},
+                timeout=None,  # the deadline lives in the trigger, so a timeout still reaches execute_complete
+            )
+        return self._handle_event(context, self._wait_blocking(run.run_id, deadline, limit))
+
+    def execute_complete(
+        self, context: Any, event: Any = None, run_id: str | None = None, app_url: str | None = None
+    ) -> Any:
+        """:param run_id: the run this task deferred on (the event must name it); ``app_url`` its page."""
+        from airflow_provider_skyvern.triggers.events import RunEvent
+
+        if run_id is None:  # dag.test() resumes with the event only: the XComs pushed before deferring
+            run_id, app_url = self._pulled(context, "run_id"), self._pulled(context, APP_URL_XCOM_KEY)
+        self.skyvern_app_url = app_url
+        parsed = RunEvent.from_payload(event, expected_run_id=run_id)
+        self._active_run_id = parsed.run_id
+        return self._handle_event(context, parsed)
+
+    def _pulled(self, context: Any, key: str) -> str | None:
+        ti = context["ti"]
+        value = ti.xcom_pull(task_ids=self.task_id, key=key, map_indexes=ti.map_index)
+        return value if isinstance(value, str) else None
+
+    def on_kill(self) -> None:
+        """
+        Blocking mode: the worker is being killed, so the remote run must not keep going (and billing).
+        One bounded attempt on a fresh client: this runs in a signal handler, and SIGKILL follows soon.
+        """
+        run_id = self._active_run_id
+        if not run_id or not self.cancel_on_kill:
+            return
+        self.log.info("Task killed: canceling Skyvern run %s", run_id)
+        try:
+            self.hook.cancel_run_at_once(run_id)
+        except Exception as exc:  # the kill goes on regardless; say what happened
+            self.log.warning("Could not cancel Skyvern run %s: %s", run_id, exc)
+        else:
+            self.log.info("Canceled Skyvern run %s", run_id)
+
+    # ---- steps ----------------------------------------------------------------------------------------
+
+    def _submit(self, claim: RunClaim) -> RunResponse:
+        from airflow_provider_skyvern.operators.reattach import RunStateUnknown
+
+        try:
+            return claim.submit()
+        except SkyvernBadRequestError as exc:  # the same request would be refused on every retry
+            raise AirflowFailException(f"Skyvern refused to start the run: {exc}") from None
+        except RunStateUnknown:
+            raise
+        except SkyvernError as exc:
+            raise exc.reworded(f"Starting the Skyvern run failed: {exc}") from None
+
+    def _deadline(self, context: Any) -> tuple[float, str]:
+        """When the wait must end and why: ``timeout`` from now, or the try's ``execution_timeout``."""
+        now = self.hook.clock.time()
+        deadline, limit = now + self.timeout, f"timeout={self.timeout:g}s"
+        if self.execution_timeout is not None:
+            started = getattr(context["ti"], "start_date", None)
+            since = started.timestamp() if isinstance(started, datetime) else now
+            ends = since + self.execution_timeout.total_seconds()
+            if ends < deadline:
+                deadline, limit = ends, f"execution_timeout={self.execution_timeout}"
+        return deadline, limit
+
+    def _wait_blocking(self, run_id: str, deadline: float, limit: str) -> RunEvent:
+        """The trigger's policy, synchronously (``deferrable=False``)."""
+        from airflow_provider_skyvern.triggers.waiting import RunWatch
+
+        clock = self.hook.clock
+        watch = RunWatch(self.log, run_id, deadline, limit=limit, clock=clock)
+        while True:
+            try:
+                event = watch.observe(run=self.hook.get_run(run_id, deadline=deadline))
+            except Exception as exc:
+                event = watch.observe(error=exc)
+            if event is not None:
+                return event
+            clock.sleep(watch.pause(self.poll_interval))
+
+    def _handle_event(self, context: Any, event: RunEvent) -> Any:
+        from airflow_provider_skyvern.operators.reattach import SubmissionLedger
+
+        ledger = SubmissionLedger(context)
+        if event.kind == "error":
+            if self._next_try_can_reattach(context, ledger):
+                after = "the run is left going; the next try reattaches to it"
+            elif not self.cancel_on_kill:
+                after = "the run is left going (cancel_on_kill=False)"
+            else:  # nobody would wait for the run any more
+                after = self._cancel(event.run_id)
+                ledger.clear()
+            raise SkyvernRunFailedError(
+                f"Stopped waiting for Skyvern run {event.run_id}: {event.message}; {after}"
+            )
+        if event.kind == "deadline":
+            after = self._cancel(event.run_id)
+            ledger.clear()
+            limit = event.limit or f"timeout={self.timeout:g}s"
+            if event.run_status is None and event.message:
+                raise SkyvernRunFailedError(
+                    f"Could not read Skyvern run {event.run_id} within {limit}: {event.message}; {after}"
+                )
+            last = f"last status {event.run_status}" + (
+                f", step {event.step_count}" if event.step_count else ""
+            )
+            if event.message:
+                last += f"; {event.message}"
+            raise SkyvernRunFailedError(
+                f"Skyvern run {event.run_id} did not finish within {limit} ({last}); {after}"
+            )
+        run = self.hook.get_run(event.run_id)  # fresh presigned URLs
+        if not run.is_terminal:
+            raise SkyvernRunFailedError(
+                f"Skyvern run {run.run_id} is {_status_of(run)} although the trigger saw it final; failing closed"
+            )
+        return self._finish(context, run)
+
+    def _next_try_can_reattach(self, context: Any, ledger: SubmissionLedger) -> bool:
+        """A retry follows and will find this run: by the state store, or (Airflow < 3.3) by its tag."""
+        if not self.reattach or _is_final_try(context):
+            return False
+        return ledger.available or self._run_kind().keeps_title
+
+    def _push(self, context: Any, **values: Any) -> None:
+        """
+        Explicit XComs follow ``do_xcom_push`` like the return value does. Airflow 3.0 cannot store a
+        ``None`` XCom (its API answers 422, failing the task): there a ``None`` is not pushed, which
+        reads the same (pulling a key nobody pushed gives ``None``).
+        """
+        if not self.do_xcom_push:
+            return
+        for key, value in values.items():
+            if value is not None or AIRFLOW_V_3_1_PLUS:
+                context["ti"].xcom_push(key=key, value=value)
+
+    def _finish(self, context: Any, run: RunResponse) -> Any:
+        from airflow_provider_skyvern.operators.reattach import SubmissionLedger
+
+        ledger = SubmissionLedger(context)
+        self.skyvern_app_url = run.app_url or self.skyvern_app_url
+        self._push(context, **result_xcoms(run), **self._extra_xcoms(run))
+        self._active_run_id = None
+        if run.status is not RunStatus.completed:
+            ledger.clear()
+            codes = f" [error codes: {', '.join(run.error_codes)}]" if run.error_codes else ""
+            reason = one_line(run.failure_reason or "") or "Skyvern gave no reason"
+            if run.failure_reason and reason != run.failure_reason:
+                self.log.error("Skyvern run %s failure reason, in full:\n%s", run.run_id, run.failure_reason)
+            raise SkyvernRunFailedError(f"Skyvern run {run.run_id} ended {run.status.value}: {reason}{codes}")
+        try:
+            self._check_output(context, run)
+        finally:
+            ledger.clear()
+        self.log.info("Skyvern run %s completed in %s steps", run.run_id, run.step_count)
+        return run.output
+
+    def _cancel(self, run_id: str) -> str:
+        from airflow_provider_skyvern.operators.claim import cancel_run
+
+        return cancel_run(self.hook, run_id, self.log)
+
+
+def _status_of(run: RunResponse) -> str:
+    """A terminal status with an automatic retry still to come reads as such, not as final."""
+    pending = getattr(run, "retry_pending", None) and run.status.is_terminal
+    return f"{run.status.value} with a retry pending" if pending else run.status.value
+
+
+def _is_final_try(context: Any) -> bool:
+    """No retry follows this try (Airflow retries while ``try_number <= max_tries``)."""
+    ti = context["ti"]
+    try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
+    return not (isinstance(try_number, int) and isinstance(max_tries, int) and try_number <= max_tries)
+
+
+def result_xcoms(run: RunResponse) -> dict[str, Any]:
+    """The XComs every kind of run ends with."""
+    return {
+        "status": run.status.value,
+        "recording_url": run.recording_url,
+        "screenshot_urls": run.screenshot_urls or [],
+        "downloaded_files": [
+            {"url": f.url, "filename": f.filename, "checksum": f.checksum, "size": f.file_size}
+            for f in run.downloaded_files or []
+        ],
+        "step_count": run.step_count,
+        "failure_reason": run.failure_reason,
+    }

@@ -1,0 +1,89 @@
+"""What the shared run machinery (:mod:`.claim`) needs to know about one kind of Skyvern run.
+
+A kind holds the rendered request and says how to start it, how to fingerprint it for the submission
+ledger, and whether Skyvern keeps a title tag a later try could search for. Everything else - remembering,
+reattaching, waiting, cancelling, completing - is the same for every kind.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from airflow_provider_skyvern.models import RunResponse, TaskRunRequest, WorkflowRunRequest
+from airflow_provider_skyvern.operators.reattach import Submission, keeps_title, tagged_title
+
+if TYPE_CHECKING:
+    from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
+
+
+class RunKind(ABC):
+    """One rendered, checked request of some kind of run."""
+
+    @property
+    @abstractmethod
+    def keeps_title(self) -> bool:
+        """Skyvern keeps (and searches) the request's title, so a later try can find the run by its tag."""
+
+    @abstractmethod
+    def submission(self, tag: str) -> Submission:
+        """The ledger record of submitting this request for the task instance tagged ``tag``."""
+
+    @abstractmethod
+    def tagged(self, label: str, tag: str) -> RunKind:
+        """The request to send: carrying the tag wherever Skyvern keeps it (``label`` is the default title)."""
+
+    @abstractmethod
+    def start(self, hook: SkyvernHook) -> RunResponse:
+        """One run-creating POST."""
+
+
+@dataclass(frozen=True)
+class TaskRun(RunKind):
+    request: TaskRunRequest
+    user_agent: str | None = None
+
+    @property
+    def keeps_title(self) -> bool:
+        return keeps_title(self.request)
+
+    def submission(self, tag: str) -> Submission:
+        return Submission.of(self.request, tag)
+
+    def tagged(self, label: str, tag: str) -> TaskRun:
+        title = tagged_title(self.request.title, label, tag)
+        return replace(self, request=self.request.model_copy(update={"title": title}))
+
+    def start(self, hook: SkyvernHook) -> RunResponse:
+        return hook.run_task(self.request, user_agent=self.user_agent)
+
+
+@dataclass(frozen=True)
+class WorkflowRun(RunKind):
+    """Skyvern shows a workflow run under the workflow's own title: no tag can ride on it."""
+
+    request: WorkflowRunRequest
+    user_agent: str | None = None
+    max_steps_override: int | None = None
+    template: bool | None = None
+
+    @property
+    def keeps_title(self) -> bool:
+        return False
+
+    def submission(self, tag: str) -> Submission:
+        return Submission.of_workflow(
+            self.request, tag, max_steps_override=self.max_steps_override, template=self.template
+        )
+
+    def tagged(self, label: str, tag: str) -> WorkflowRun:
+        return self
+
+    def start(self, hook: SkyvernHook) -> RunResponse:
+        return hook.run_workflow(
+            self.request,
+            user_agent=self.user_agent,
+            max_steps_override=self.max_steps_override,
+            template=self.template,
+        )
