@@ -27,8 +27,8 @@ from airflow_provider_skyvern.requests import (
     ProxySetting,
     RequestBody,
     TaskRunRequest,
-    WorkflowRunRequest,
 )
+from airflow_provider_skyvern.workflow_requests import WorkflowRunRequest
 
 __all__ = [
     "Artifact",

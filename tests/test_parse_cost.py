@@ -52,3 +52,22 @@ def test_parsing_a_dag_keeps_the_runtime_modules_out_but_still_checks_values() -
         assert runtime_only not in modules, runtime_only
     if AIRFLOW_V_3_1_PLUS:  # 3.0's airflow.exceptions, where AirflowException lives there, imports it
         assert "airflow.triggers.base" not in modules
+
+
+TASK_ONLY = """
+import json, sys
+from airflow.sdk import DAG, BaseOperator
+from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+SkyvernRunTaskOperator(task_id="t", prompt="Get the title", url="https://example.com")
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("airflow_provider_skyvern"))))
+"""
+
+
+def test_a_dag_with_only_task_operators_does_not_load_the_workflow_operator() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", TASK_ONLY], capture_output=True, text=True, check=True, env=dict(os.environ)
+    )
+    modules = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "airflow_provider_skyvern.operators.skyvern" in modules
+    assert "airflow_provider_skyvern.operators.workflow" not in modules
+    assert "airflow_provider_skyvern.workflow_requests" not in modules

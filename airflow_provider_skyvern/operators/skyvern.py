@@ -18,14 +18,24 @@ from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.compat import conf
 from airflow_provider_skyvern.operators import validation as check
 from airflow_provider_skyvern.operators.base import SkyvernRunFailedError, SkyvernRunOperatorBase
-from airflow_provider_skyvern.operators.workflow import SkyvernRunWorkflowOperator
 from airflow_provider_skyvern.requests import TaskRunRequest
 
 if TYPE_CHECKING:
     from airflow_provider_skyvern.models import RunResponse
     from airflow_provider_skyvern.operators.kinds import RunKind
+    from airflow_provider_skyvern.operators.workflow import SkyvernRunWorkflowOperator
 
 __all__ = ["SkyvernRunFailedError", "SkyvernRunTaskOperator", "SkyvernRunWorkflowOperator"]
+
+
+def __getattr__(name: str) -> Any:
+    """The workflow operator on first use: a DAG file with only task operators does not pay for it."""
+    if name == "SkyvernRunWorkflowOperator":
+        from airflow_provider_skyvern.operators.workflow import SkyvernRunWorkflowOperator
+
+        return SkyvernRunWorkflowOperator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 OutputValidation = Literal["warn", "fail"]
 

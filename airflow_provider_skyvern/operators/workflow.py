@@ -16,7 +16,7 @@ from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.compat import conf
 from airflow_provider_skyvern.operators import validation as check
 from airflow_provider_skyvern.operators.base import SkyvernRunOperatorBase
-from airflow_provider_skyvern.requests import WorkflowRunRequest
+from airflow_provider_skyvern.workflow_requests import WorkflowRunRequest
 
 if TYPE_CHECKING:
     from airflow_provider_skyvern.models import RunResponse
