@@ -119,7 +119,8 @@ def async_clients_made(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 
 @pytest.fixture
 def skyvern() -> Iterator[respx.MockRouter]:
-    """The mocked Skyvern at ``BASE_URL`` for operator tests; no earlier runs are listed."""
+    """The mocked Skyvern at ``BASE_URL`` for operator tests; no earlier runs are listed, timelines are empty."""
     with respx.mock(base_url=BASE_URL, assert_all_called=False) as mock:
         mock.get("/v1/runs").respond(200, json=[])
+        mock.get(url__regex=r"/v1/runs/[^/]+/timeline$", name="timeline").respond(200, json=[])
         yield mock

@@ -424,7 +424,7 @@ def test_retry_reattaches_to_a_running_run_from_the_state_store(skyvern: respx.M
     context = make_context(store, FakeTaskInstance(try_number=2))
     with pytest.raises(TaskDeferred) as deferred:
         operator().execute(context)
-    assert skyvern.routes[1].call_count == 1  # the POST of try 1 only
+    assert skyvern.routes[2].call_count == 1  # the POST of try 1 only (0: run list, 1: timelines)
     assert deferred.value.trigger.run_id == "tsk_v2_1"
     assert context["ti"].xcoms["run_id"] == "tsk_v2_1"
 
@@ -434,7 +434,7 @@ def test_retry_takes_the_result_of_a_completed_run_not_yet_handed_on(skyvern: re
     first_try(skyvern, store)
     skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=completed(run_request=echoed()))
     assert operator().execute(make_context(store)) == OUTPUT
-    assert skyvern.routes[1].call_count == 1
+    assert skyvern.routes[2].call_count == 1  # the POST (0: run list, 1: timelines)
     assert store.values == {}
 
 
@@ -476,7 +476,7 @@ def test_a_remembered_run_that_cannot_be_read_fails_the_try_without_a_new_run(
     assert message.startswith("Could not read Skyvern run tsk_v2_1 started by an earlier try (")
     assert message.endswith("not starting another run while that is unknown; the next try looks again")
     assert "\n" not in message
-    assert skyvern.routes[1].call_count == 1
+    assert skyvern.routes[2].call_count == 1  # the POST (0: run list, 1: timelines)
     assert store.values[STATE_KEY]["run_id"] == "tsk_v2_1"  # the next try looks again
 
 

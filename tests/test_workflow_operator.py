@@ -226,7 +226,9 @@ def test_blocking_wait_goes_on_through_a_retry_pending_failure_to_the_final_atte
 
     seen = [(c.request.method, c.request.url.path) for c in skyvern.calls]
     statuses = [json.loads(c.response.content)["status"] for c in polls.calls]
-    assert seen == [("POST", "/v1/run/agents")] + [("GET", "/v1/runs/wr_1")] * 6
+    assert seen == [("POST", "/v1/run/agents")] + [("GET", "/v1/runs/wr_1")] * 6 + [
+        ("GET", "/v1/runs/wr_1/timeline")  # the run's story for the log, once it is over
+    ]
     assert statuses == ["running", "failed", "failed", "running", "completed", "completed"]
     assert returned == OUTPUT
     assert context["ti"].xcoms["status"] == "completed"

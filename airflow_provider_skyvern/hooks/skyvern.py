@@ -424,8 +424,9 @@ class SkyvernHook(BaseHook):
     def cancel_run(self, run_id: str) -> None:
         self.call(_cancel_run_call(run_id))
 
-    def get_run_timeline(self, run_id: str) -> list[TimelineEntry]:
-        return self.call(_timeline_call(run_id))
+    def get_run_timeline(self, run_id: str, *, deadline: float | None = None) -> list[TimelineEntry]:
+        """Workflow runs and skyvern-2.0 tasks only: Skyvern answers 400 for a skyvern-1.0 task."""
+        return self.call(_timeline_call(run_id), deadline=deadline)
 
     def get_run_artifacts(self, run_id: str, artifact_types: ArtifactTypes = None) -> list[Artifact]:
         """A run's artifacts; ``artifact_types`` (one type or several) filters them, ``None`` lists all."""

@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from airflow_provider_skyvern.triggers.events import RunEvent
 
 
+STORY_SECONDS = 15.0
+"""How long reading the timeline for the log may take: the run is over, the log must not hold the task."""
+
+
 class SkyvernRunFailedError(AirflowException):
     """The Skyvern run ended failed, terminated, canceled or timed out, or did not finish in time."""
 
@@ -310,6 +314,7 @@ class SkyvernRunOperatorBase(BaseOperator):
         self.skyvern_app_url = run.app_url or self.skyvern_app_url
         self._push(context, **result_xcoms(run), **self._extra_xcoms(run))
         self._active_run_id = None
+        self._log_story(run)
         if run.status is not RunStatus.completed:
             ledger.clear()
             codes = f" [error codes: {', '.join(run.error_codes)}]" if run.error_codes else ""
@@ -323,6 +328,19 @@ class SkyvernRunOperatorBase(BaseOperator):
             ledger.clear()
         self.log.info("Skyvern run %s completed in %s steps", run.run_id, run.step_count)
         return run.output
+
+    def _log_story(self, run: RunResponse) -> None:
+        """Each block's outcome in the log; a timeline that cannot be read costs a warning, never the task."""
+        from airflow_provider_skyvern.operators import story
+
+        if not story.has_timeline(run):
+            return
+        try:
+            timeline = self.hook.get_run_timeline(run.run_id, deadline=self.hook.clock.time() + STORY_SECONDS)
+        except SkyvernError as exc:
+            self.log.warning("Could not read the timeline of Skyvern run %s: %s", run.run_id, exc)
+            return
+        self.log.info("%s", story.story(run, timeline))
 
     def _cancel(self, run_id: str) -> str:
         from airflow_provider_skyvern.operators.claim import cancel_run

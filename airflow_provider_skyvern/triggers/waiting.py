@@ -102,7 +102,13 @@ class RunWatch:
         seen = (self._status, self._step_count, getattr(run, "attempt", None), _retry_pending(run))
         if self._logged != seen:
             self._logged = seen
-            self._log.info(format_progress(run))
+            self._log.info(format_progress(run, self._time_left()))
+
+    def _time_left(self) -> str | None:
+        """``29m 40s left before timeout=1800s``: how long the wait still has, in the user's words."""
+        if self.limit is None:
+            return None
+        return f"{format_duration(max(0.0, self.deadline - self._clock.time()))} left before {self.limit}"
 
 
 def _describe(error: BaseException) -> str:
@@ -116,7 +122,19 @@ def _retry_pending(run: RunResponse) -> bool:
     return bool(getattr(run, "retry_pending", False))
 
 
-def format_progress(run: RunResponse) -> str:
+def format_duration(seconds: float) -> str:
+    """``45s``, ``12m 05s``, ``2h 03m``: short enough for a progress line."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def format_progress(run: RunResponse, time_left: str | None = None) -> str:
     step = f" (step {run.step_count})" if run.step_count else ""
     attempt = getattr(run, "attempt", None)
     of = f", attempt {attempt}" if isinstance(attempt, int) and attempt > 1 else ""
@@ -126,7 +144,10 @@ def format_progress(run: RunResponse) -> str:
         at = f" at {when:%Y-%m-%d %H:%M:%S} UTC" if when is not None else ""
         line += f" - attempt {attempt or 1} ended, Skyvern retries the workflow{at}; still waiting"
     elif run.status is RunStatus.paused:
-        line += " - waiting for human interaction in Skyvern; the timeout still applies"
+        where = f" at {run.app_url}" if run.app_url else " in the Skyvern app"
+        line += f" - paused at a Human Interaction block: a person must act{where}; the timeout still applies"
     elif not run.status.is_known:
         line += " - status unknown to this provider, treated as still running"
+    if time_left is not None and not run.is_terminal:
+        line += f" ({time_left})"
     return line

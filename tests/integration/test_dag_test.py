@@ -54,7 +54,9 @@ def without_query(url: str) -> str:
 
 def progress(lines: list[LogLine], logger: str, run_id: str) -> list[tuple[str, int]]:
     """(status, step) of each ``Skyvern run <id>: <status> (step N)`` line of ``logger``."""
-    pattern = re.compile(rf"Skyvern run {re.escape(run_id)}: (\w+) \(step (\d+)\)$")
+    pattern = re.compile(
+        rf"Skyvern run {re.escape(run_id)}: (\w+) \(step (\d+)\)(?: \(.+ left before .+\))?$"
+    )
     found = [pattern.match(line.message) for line in lines if line.logger == logger]
     return [(match[1], int(match[2])) for match in found if match]
 
