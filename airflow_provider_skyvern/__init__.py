@@ -34,6 +34,9 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {"integration-name": "Skyvern", "python-modules": ["airflow_provider_skyvern.operators.skyvern"]}
         ],
+        "sensors": [
+            {"integration-name": "Skyvern", "python-modules": ["airflow_provider_skyvern.sensors.skyvern"]}
+        ],
         "triggers": [
             {"integration-name": "Skyvern", "python-modules": ["airflow_provider_skyvern.triggers.skyvern"]}
         ],

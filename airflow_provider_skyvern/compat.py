@@ -11,9 +11,19 @@ from __future__ import annotations
 from airflow.providers.common.compat.sdk import (
     AirflowException,
     AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
     BaseHook,
     TaskDeferred,
     conf,
 )
 
-__all__ = ["AirflowException", "AirflowFailException", "BaseHook", "TaskDeferred", "conf"]
+__all__ = [
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowSensorTimeout",
+    "AirflowSkipException",
+    "BaseHook",
+    "TaskDeferred",
+    "conf",
+]

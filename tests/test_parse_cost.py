@@ -19,9 +19,13 @@ SkyvernRunTaskOperator(task_id="t", prompt="Get the title", url="https://example
                        proxy_location={"country": "us"}, max_steps=3)
 SkyvernRunWorkflowOperator(task_id="w", workflow_id="wpid_1", parameters={"day": "{{ ds }}"},
                            max_elapsed_time_minutes=60)
+from airflow_provider_skyvern.sensors.skyvern import SkyvernRunSensor
+SkyvernRunSensor(task_id="s", run_id="{{ ti.xcom_pull(task_ids='t') }}", deferrable=True,
+                 skip_statuses=["canceled"])
 errors = []
 for bad in (lambda: SkyvernRunTaskOperator(task_id="bad", prompt="p", model="gpt-4"),
-            lambda: SkyvernRunWorkflowOperator(task_id="bad", workflow_id="wpid_1", browser_type="lynx")):
+            lambda: SkyvernRunWorkflowOperator(task_id="bad", workflow_id="wpid_1", browser_type="lynx"),
+            lambda: SkyvernRunSensor(task_id="bad", run_id="wr_1", success_statuses=["done"])):
     try:
         bad()
     except ValueError as exc:
@@ -43,6 +47,7 @@ def test_parsing_a_dag_keeps_the_runtime_modules_out_but_still_checks_values() -
     modules = set(parsed["modules"])  # type: ignore[call-overload]
     assert "model: Input should be a valid dictionary" in str(parsed["error"])  # still checked at parse
     assert "browser_type: 'lynx' is not accepted" in str(parsed["error"])
+    assert "success_statuses: 'done' is not a final Skyvern status" in str(parsed["error"])
     for runtime_only in (
         "airflow_provider_skyvern.hooks.skyvern",
         "airflow_provider_skyvern.models",

@@ -55,6 +55,8 @@ def test_serialize_round_trip_holds_only_ids_numbers_and_no_key() -> None:
         "skyvern_conn_id": "sky",
         "cancel_on_kill": True,
         "limit": None,
+        "succeed_on": [],
+        "push_xcoms": True,
     }
     assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)
     assert API_KEY not in repr(kwargs) + repr(trigger)

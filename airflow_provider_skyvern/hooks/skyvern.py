@@ -478,8 +478,8 @@ class SkyvernHook(BaseHook):
     async def acancel_run(self, run_id: str) -> None:
         await self.acall(_cancel_run_call(run_id))
 
-    async def aget_run_timeline(self, run_id: str) -> list[TimelineEntry]:
-        return await self.acall(_timeline_call(run_id))
+    async def aget_run_timeline(self, run_id: str, *, deadline: float | None = None) -> list[TimelineEntry]:
+        return await self.acall(_timeline_call(run_id), deadline=deadline)
 
     async def aget_run_artifacts(self, run_id: str, artifact_types: ArtifactTypes = None) -> list[Artifact]:
         return await self.acall(_artifacts_call(run_id, artifact_types))

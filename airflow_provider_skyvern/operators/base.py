@@ -22,7 +22,6 @@ from airflow_provider_skyvern.enums import RunStatus
 from airflow_provider_skyvern.exceptions import SkyvernBadRequestError, SkyvernError, one_line
 from airflow_provider_skyvern.links.skyvern import APP_URL_XCOM_KEY, SkyvernRunLink
 from airflow_provider_skyvern.operators import validation as check
-from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_1_PLUS
 
 if TYPE_CHECKING:
     from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
@@ -31,10 +30,6 @@ if TYPE_CHECKING:
     from airflow_provider_skyvern.operators.kinds import RunKind
     from airflow_provider_skyvern.operators.reattach import SubmissionLedger
     from airflow_provider_skyvern.triggers.events import RunEvent
-
-
-STORY_SECONDS = 15.0
-"""How long reading the timeline for the log may take: the run is over, the log must not hold the task."""
 
 
 class SkyvernRunFailedError(AirflowException):
@@ -134,6 +129,7 @@ class SkyvernRunOperatorBase(BaseOperator):
     def execute(self, context: Any) -> Any:
         from airflow_provider_skyvern.operators.claim import RunClaim
         from airflow_provider_skyvern.operators.reattach import RunStateUnknown
+        from airflow_provider_skyvern.results import identity_xcoms
 
         try:
             kind = self._run_kind()
@@ -150,7 +146,7 @@ class SkyvernRunOperatorBase(BaseOperator):
         if run is None:
             run = self._submit(claim)
         self._active_run_id, self.skyvern_app_url = run.run_id, run.app_url
-        self._push(context, run_id=run.run_id, **{APP_URL_XCOM_KEY: run.app_url})
+        self._push(context, identity_xcoms(run))
 
         if not self.wait_for_completion:
             claim.handed_on()  # whoever waits now owns the run: a clear starts a new one, never adopts it
@@ -295,52 +291,34 @@ class SkyvernRunOperatorBase(BaseOperator):
             return False
         return ledger.available or self._run_kind().keeps_title
 
-    def _push(self, context: Any, **values: Any) -> None:
-        """
-        Explicit XComs follow ``do_xcom_push`` like the return value does. Airflow 3.0 cannot store a
-        ``None`` XCom (its API answers 422, failing the task): there a ``None`` is not pushed, which
-        reads the same (pulling a key nobody pushed gives ``None``).
-        """
-        if not self.do_xcom_push:
-            return
-        for key, value in values.items():
-            if value is not None or AIRFLOW_V_3_1_PLUS:
+    def _push(self, context: Any, values: dict[str, Any]) -> None:
+        """Explicit XComs follow ``do_xcom_push`` like the return value does."""
+        from airflow_provider_skyvern.results import pushable
+
+        if self.do_xcom_push:
+            for key, value in pushable(values).items():
                 context["ti"].xcom_push(key=key, value=value)
 
     def _finish(self, context: Any, run: RunResponse) -> Any:
+        from airflow_provider_skyvern.operators import story
         from airflow_provider_skyvern.operators.reattach import SubmissionLedger
+        from airflow_provider_skyvern.results import failure_message, result_xcoms
 
         ledger = SubmissionLedger(context)
         self.skyvern_app_url = run.app_url or self.skyvern_app_url
-        self._push(context, **result_xcoms(run), **self._extra_xcoms(run))
+        self._push(context, {**result_xcoms(run), **self._extra_xcoms(run)})
         self._active_run_id = None
-        self._log_story(run)
+        story.log_story(self.hook, run, self.log)
         if run.status is not RunStatus.completed:
             ledger.clear()
-            codes = f" [error codes: {', '.join(run.error_codes)}]" if run.error_codes else ""
-            reason = one_line(run.failure_reason or "") or "Skyvern gave no reason"
-            if run.failure_reason and reason != run.failure_reason:
-                self.log.error("Skyvern run %s failure reason, in full:\n%s", run.run_id, run.failure_reason)
-            raise SkyvernRunFailedError(f"Skyvern run {run.run_id} ended {run.status.value}: {reason}{codes}")
+            log_full_reason(run, self.log)
+            raise SkyvernRunFailedError(failure_message(run))
         try:
             self._check_output(context, run)
         finally:
             ledger.clear()
         self.log.info("Skyvern run %s completed in %s steps", run.run_id, run.step_count)
         return run.output
-
-    def _log_story(self, run: RunResponse) -> None:
-        """Each block's outcome in the log; a timeline that cannot be read costs a warning, never the task."""
-        from airflow_provider_skyvern.operators import story
-
-        if not story.has_timeline(run):
-            return
-        try:
-            timeline = self.hook.get_run_timeline(run.run_id, deadline=self.hook.clock.time() + STORY_SECONDS)
-        except SkyvernError as exc:
-            self.log.warning("Could not read the timeline of Skyvern run %s: %s", run.run_id, exc)
-            return
-        self.log.info("%s", story.story(run, timeline))
 
     def _cancel(self, run_id: str) -> str:
         from airflow_provider_skyvern.operators.claim import cancel_run
@@ -361,16 +339,7 @@ def _is_final_try(context: Any) -> bool:
     return not (isinstance(try_number, int) and isinstance(max_tries, int) and try_number <= max_tries)
 
 
-def result_xcoms(run: RunResponse) -> dict[str, Any]:
-    """The XComs every kind of run ends with."""
-    return {
-        "status": run.status.value,
-        "recording_url": run.recording_url,
-        "screenshot_urls": run.screenshot_urls or [],
-        "downloaded_files": [
-            {"url": f.url, "filename": f.filename, "checksum": f.checksum, "size": f.file_size}
-            for f in run.downloaded_files or []
-        ],
-        "step_count": run.step_count,
-        "failure_reason": run.failure_reason,
-    }
+def log_full_reason(run: RunResponse, log: Any) -> None:
+    """The task's error is one line; a multi-line reason (a traceback) is logged in full beside it."""
+    if run.failure_reason and one_line(run.failure_reason) != run.failure_reason:
+        log.error("Skyvern run %s failure reason, in full:\n%s", run.run_id, run.failure_reason)

@@ -202,7 +202,7 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
         problems = check.output_schema_errors(self._schema_for_output(), run.output)
         if not problems:
             return
-        self._push(context, output_schema_errors=problems)
+        self._push(context, {"output_schema_errors": problems})
         summary = f"Skyvern run {run.run_id} output does not match data_extraction_schema: {'; '.join(problems[:3])}"
         if self.output_validation == "fail":
             raise SkyvernRunFailedError(summary)

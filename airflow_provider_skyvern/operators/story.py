@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_skyvern.enums import RunType
-from airflow_provider_skyvern.exceptions import one_line
+from airflow_provider_skyvern.exceptions import SkyvernError, one_line
 from airflow_provider_skyvern.models import RunResponse, TimelineEntry
 from airflow_provider_skyvern.triggers.waiting import format_duration
+
+if TYPE_CHECKING:
+    from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
+
+STORY_SECONDS = 15.0
+"""How long reading the timeline for the log may take: the run is over, the log must not hold the task."""
 
 RUN_TYPES_WITH_TIMELINE = frozenset({RunType.workflow_run, RunType.task_v2})
 MAX_BLOCKS = 25
@@ -23,6 +29,30 @@ _FAILED = frozenset({"failed", "terminated", "timed_out", "canceled"})
 
 def has_timeline(run: RunResponse) -> bool:
     return run.run_type in RUN_TYPES_WITH_TIMELINE
+
+
+def log_story(hook: SkyvernHook, run: RunResponse, log: Any) -> None:
+    """Each block's outcome in the log; a timeline that cannot be read costs a warning, never the task."""
+    if not has_timeline(run):
+        return
+    try:
+        timeline = hook.get_run_timeline(run.run_id, deadline=hook.clock.time() + STORY_SECONDS)
+    except SkyvernError as exc:
+        log.warning("Could not read the timeline of Skyvern run %s: %s", run.run_id, exc)
+        return
+    log.info("%s", story(run, timeline))
+
+
+async def alog_story(hook: SkyvernHook, run: RunResponse, log: Any) -> None:
+    """:func:`log_story` in the triggerer."""
+    if not has_timeline(run):
+        return
+    try:
+        timeline = await hook.aget_run_timeline(run.run_id, deadline=hook.clock.time() + STORY_SECONDS)
+    except SkyvernError as exc:
+        log.warning("Could not read the timeline of Skyvern run %s: %s", run.run_id, exc)
+        return
+    log.info("%s", story(run, timeline))
 
 
 def story(run: RunResponse, timeline: Sequence[TimelineEntry]) -> str:

@@ -19,11 +19,9 @@ from airflow_provider_skyvern.operators.base import SkyvernRunOperatorBase
 from airflow_provider_skyvern.workflow_requests import WorkflowRunRequest
 
 if TYPE_CHECKING:
-    from airflow_provider_skyvern.models import RunResponse
     from airflow_provider_skyvern.operators.kinds import RunKind
 
 BROWSER_TYPES = ("msedge", "chrome", "stealth-chromium")
-OUTPUT_SUFFIX = "_output"
 
 
 class SkyvernRunWorkflowOperator(SkyvernRunOperatorBase):
@@ -194,20 +192,6 @@ class SkyvernRunWorkflowOperator(SkyvernRunOperatorBase):
             max_steps_override=self.max_steps_override,
             template=self.template,
         )
-
-    def _extra_xcoms(self, run: RunResponse) -> dict[str, Any]:
-        return {"block_outputs": block_outputs(run.output), "attempt": getattr(run, "attempt", None)}
-
-
-def block_outputs(output: Any) -> dict[str, Any]:
-    """Skyvern keys each block's output ``<label>_output``; the aggregated keys are left out."""
-    if not isinstance(output, dict):
-        return {}
-    return {
-        key.removesuffix(OUTPUT_SUFFIX): value
-        for key, value in output.items()
-        if key.endswith(OUTPUT_SUFFIX) and key != OUTPUT_SUFFIX
-    }
 
 
 def _check_flag(parameter: str, value: Any) -> None:

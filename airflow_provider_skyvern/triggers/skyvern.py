@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Collection, Coroutine
+from datetime import datetime
 from typing import Any
 
 import anyio
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
+from airflow_provider_skyvern.links.skyvern import SkyvernRunLink
+from airflow_provider_skyvern.models import RunResponse
+from airflow_provider_skyvern.operators.story import alog_story
+from airflow_provider_skyvern.results import identity_xcoms, pushable, result_xcoms
 from airflow_provider_skyvern.triggers.waiting import RunWatch
 from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_3_PLUS
 
@@ -29,31 +34,39 @@ class SkyvernRunTrigger(BaseTrigger):
     event (the operator decides what happens to the run), never silently.
 
     :param run_id: the Skyvern run to wait for.
-    :param deadline: Unix time (seconds) after which the wait ends with a ``deadline`` event.
+    :param deadline: Unix time (seconds) after which the wait ends with a ``deadline`` event; None: the
+        deferral's own timeout (Airflow's ``trigger_timeout``, which the scheduler also enforces) if any.
     :param poll_interval: the longest gap between polls, in seconds (polls start 1 s apart and spread out
         with the run's age, see :class:`RunWatch`).
     :param limit: what the deadline stands for, echoed in the event (``timeout=1800s``).
     :param skyvern_conn_id: Airflow connection of type ``skyvern``.
     :param cancel_on_kill: cancel the run when the wait is abandoned by a user (the task instance was
         marked failed/success or cleared); never when the trigger merely moves to another triggerer.
+    :param succeed_on: statuses in which the trigger itself ends the task as successful, with the run's
+        XComs, so no worker is needed (a sensor); any other outcome resumes the task on a worker.
+    :param push_xcoms: with ``succeed_on``: push the run's XComs (the task's ``do_xcom_push``).
     """
 
     def __init__(
         self,
         run_id: str,
-        deadline: float,
+        deadline: float | None,
         poll_interval: float = 30.0,
         skyvern_conn_id: str = DEFAULT_CONN_ID,
         cancel_on_kill: bool = True,
         limit: str | None = None,
+        succeed_on: Collection[str] = (),
+        push_xcoms: bool = True,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.run_id = run_id
-        self.deadline = float(deadline)
+        self.deadline = None if deadline is None else float(deadline)
         self.poll_interval = float(poll_interval)
         self.skyvern_conn_id = skyvern_conn_id
         self.cancel_on_kill = bool(cancel_on_kill)
         self.limit = limit
+        self.succeed_on = sorted(succeed_on)
+        self.push_xcoms = bool(push_xcoms)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -65,26 +78,53 @@ class SkyvernRunTrigger(BaseTrigger):
                 "skyvern_conn_id": self.skyvern_conn_id,
                 "cancel_on_kill": self.cancel_on_kill,
                 "limit": self.limit,
+                "succeed_on": self.succeed_on,
+                "push_xcoms": self.push_xcoms,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             async with SkyvernHook(self.skyvern_conn_id) as hook:
-                watch = RunWatch(self.log, self.run_id, self.deadline, limit=self.limit, clock=hook.clock)
+                deadline = self._deadline()
+                watch = RunWatch(self.log, self.run_id, deadline, limit=self.limit, clock=hook.clock)
                 while True:
+                    run: RunResponse | None = None
                     try:
-                        event = watch.observe(run=await hook.aget_run(self.run_id, deadline=self.deadline))
+                        run = await hook.aget_run(self.run_id, deadline=deadline)
+                        event = watch.observe(run=run)
                     except Exception as exc:  # a deleted connection, a bad URL, a bug: all end the wait
                         event = watch.observe(error=exc)
                     if event is not None:
-                        yield TriggerEvent(event.to_payload())  # type: ignore[no-untyped-call]
+                        if run is not None and event.kind == "terminal" and self._ends_task(event.run_status):
+                            yield await self._success(hook, run)
+                        else:
+                            yield TriggerEvent(event.to_payload())  # type: ignore[no-untyped-call]
                         return
                     await hook.clock.asleep(watch.pause(self.poll_interval))
         except asyncio.CancelledError:
             if not AIRFLOW_V_3_3_PLUS:  # no on_kill before 3.3: a cancellation is all we are told
                 await _shielded(self._cancel_if_abandoned())
             raise
+
+    def _deadline(self) -> float | None:
+        if self.deadline is not None:
+            return self.deadline
+        timeout_after = getattr(self, "timeout_after", None)  # set by the triggerer from trigger_timeout
+        return timeout_after.timestamp() if isinstance(timeout_after, datetime) else None
+
+    def _ends_task(self, status: str | None) -> bool:
+        """Only the triggerer can end a task from here (it knows the task instance); dag.test() cannot."""
+        return status in self.succeed_on and self.task_instance is not None
+
+    async def _success(self, hook: SkyvernHook, run: RunResponse) -> TaskSuccessEvent:
+        """End the task here: the story in its log, the same XComs a worker would push, and the link."""
+        await alog_story(hook, run, self.log)
+        self.log.info("Skyvern run %s ended %s: the sensor succeeds", run.run_id, run.status.value)
+        xcoms: dict[str, Any] = {SkyvernRunLink().xcom_key: run.app_url or ""}
+        if self.push_xcoms:
+            xcoms |= {"return_value": run.output, **identity_xcoms(run), **result_xcoms(run)}
+        return TaskSuccessEvent(xcoms=pushable(xcoms))
 
     async def on_kill(self) -> None:
         """Airflow 3.3+: a user acted on the task, or the trigger was moved to another triggerer."""

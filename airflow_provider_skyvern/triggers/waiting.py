@@ -29,11 +29,19 @@ class RunWatch:
     Polls are adaptive (:meth:`pause`): the gap is ~10 % of the run's age, at least 1 s, at most
     ``poll_interval``, a little less at random, and never shorter than a ``Retry-After`` Skyvern asked for.
 
+    :param deadline: Unix time the wait ends at; None when something else bounds it (a sensor's deferral
+        timeout, enforced by Airflow's scheduler).
     :param limit: what the deadline stands for, in the user's words (``timeout=1800s``).
     """
 
     def __init__(
-        self, log: Any, run_id: str, deadline: float, *, limit: str | None = None, clock: Clock = SYSTEM_CLOCK
+        self,
+        log: Any,
+        run_id: str,
+        deadline: float | None,
+        *,
+        limit: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._log = log
         self.run_id = run_id
@@ -70,7 +78,7 @@ class RunWatch:
             self._log.warning(
                 "Skyvern run %s: still waiting after a transient error: %s", self.run_id, self._last_error
             )
-        if self._clock.time() >= self.deadline:
+        if self.deadline is not None and self._clock.time() >= self.deadline:
             return self._event("deadline", self._why_no_status())
         return None
 
@@ -84,7 +92,7 @@ class RunWatch:
             gap = max(gap, poll_interval)
         if self._retry_after is not None:
             gap = max(gap, self._retry_after)
-        return max(0.0, min(gap, self.deadline - now))
+        return max(0.0, gap if self.deadline is None else min(gap, self.deadline - now))
 
     def _event(self, kind: Any, message: str | None) -> RunEvent:
         return RunEvent(kind, self.run_id, self._status, self._step_count, message, self.limit)
@@ -106,7 +114,7 @@ class RunWatch:
 
     def _time_left(self) -> str | None:
         """``29m 40s left before timeout=1800s``: how long the wait still has, in the user's words."""
-        if self.limit is None:
+        if self.limit is None or self.deadline is None:
             return None
         return f"{format_duration(max(0.0, self.deadline - self._clock.time()))} left before {self.limit}"
 
