@@ -222,13 +222,21 @@ def test_deferrable_looks_once_then_defers_to_a_trigger_that_never_cancels(skyve
     _, kwargs = trigger.serialize()
     assert kwargs["run_id"] == "wr_1"
     assert kwargs["cancel_on_kill"] is False
-    assert kwargs["succeed_on"] == ["completed"]
-    assert kwargs["push_xcoms"] is True
+    assert kwargs["succeed_on"] == []  # the XComs come from a worker
     assert kwargs["poll_interval"] == 20
     assert before + 600 <= kwargs["deadline"] <= time.time() + 600
     assert kwargs["limit"] == "timeout=600s"
     assert deferred.value.timeout == timedelta(seconds=660)  # the scheduler's backstop comes after
     assert API_KEY not in repr(kwargs)
+
+
+def test_with_do_xcom_push_false_the_trigger_ends_a_completed_run_itself(skyvern: respx.MockRouter) -> None:
+    skyvern.get(RUN).respond(200, json=workflow_run("wr_1", "running"))
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(deferrable=True, do_xcom_push=False, success_statuses=["completed", "canceled"]).execute(
+            make_context()
+        )
+    assert deferred.value.trigger.serialize()[1]["succeed_on"] == ["canceled", "completed"]
 
 
 def test_deferrable_finishes_at_once_when_the_run_already_ended(skyvern: respx.MockRouter) -> None:
@@ -292,7 +300,9 @@ def in_triggerer(trigger: SkyvernRunTrigger) -> SkyvernRunTrigger:
     return trigger
 
 
-def test_in_the_triggerer_a_completed_run_ends_the_task_with_the_xcoms(skyvern: respx.MockRouter) -> None:
+def test_in_the_triggerer_a_completed_run_ends_the_task_pushing_only_the_link(
+    skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
     from airflow.triggers.base import TaskSuccessEvent
 
     skyvern.get(RUN).mock(side_effect=answers(workflow_run("wr_1", "running"), done()))
@@ -301,21 +311,9 @@ def test_in_the_triggerer_a_completed_run_ends_the_task_with_the_xcoms(skyvern: 
     )
     (event,) = asyncio.run(_events(trigger))
     assert isinstance(event, TaskSuccessEvent)
-    assert event.xcoms is not None
-    assert event.xcoms["return_value"] == OUTPUT
-    assert event.xcoms["_link_SkyvernRunLink"] == "https://app.skyvern.com/runs/wr_1"
-    assert event.xcoms["block_outputs"] == {"extract": {"total": 42}}
-    assert (event.xcoms["run_id"], event.xcoms["status"], event.xcoms["attempt"]) == ("wr_1", "completed", 1)
-    assert any(c.request.url.path == f"{RUN}/timeline" for c in skyvern.calls)  # the story, in its log
-
-
-def test_in_the_triggerer_do_xcom_push_false_pushes_only_the_link(skyvern: respx.MockRouter) -> None:
-    skyvern.get(RUN).respond(200, json=done())
-    trigger = in_triggerer(
-        SkyvernRunTrigger("wr_1", time.time() + 60, succeed_on=["completed"], push_xcoms=False)
-    )
-    (event,) = asyncio.run(_events(trigger))
     assert event.xcoms == {"_link_SkyvernRunLink": "https://app.skyvern.com/runs/wr_1"}
+    assert any(c.request.url.path == f"{RUN}/timeline" for c in skyvern.calls)  # the story, in its log
+    assert "Skyvern run wr_1 ended completed: the sensor succeeds" in capsys.readouterr().out
 
 
 def test_other_final_statuses_and_dag_test_resume_the_task_instead(skyvern: respx.MockRouter) -> None:
@@ -366,8 +364,7 @@ def test_start_from_trigger_builds_the_trigger_kwargs_the_scheduler_stores() -> 
         "skyvern_conn_id": "skyvern_default",
         "cancel_on_kill": False,
         "limit": "timeout=900s",
-        "succeed_on": ["completed"],
-        "push_xcoms": True,
+        "succeed_on": [],
     }
     assert SkyvernRunTrigger(**args.trigger_kwargs).serialize()[1]["run_id"] == "wr_1"
     assert SkyvernRunSensor.start_trigger_args is None  # the class default is left alone
@@ -387,6 +384,19 @@ def test_start_from_trigger_turns_an_upstream_output_into_a_template_and_keeps_t
     if AIRFLOW_V_3_3_PLUS:
         assert waiting.start_from_trigger is True
         run_id = waiting.start_trigger_args.trigger_kwargs["run_id"]  # type: ignore[index]
-        assert run_id == "{{ ti.xcom_pull(task_ids='start', key='return_value') }}"
+        assert run_id == "{{ ti.xcom_pull(task_ids='start', key='return_value', map_indexes=-1) }}"
     else:  # the triggerer renders no templates before 3.3: the sensor defers from a worker
         assert waiting.start_from_trigger is False
+
+
+def test_start_from_trigger_refuses_an_xcom_pull_the_triggerer_cannot_serve() -> None:
+    with pytest.raises(
+        ValueError, match=r"run_id: with start_from_trigger, an xcom_pull needs map_indexes=-1"
+    ):
+        sensor(run_id="{{ ti.xcom_pull(task_ids='start') }}", deferrable=True, start_from_trigger=True)
+    waiting = sensor(
+        run_id="{{ ti.xcom_pull(task_ids='start', map_indexes=-1) }}",
+        deferrable=True,
+        start_from_trigger=True,
+    )
+    assert waiting.start_from_trigger is AIRFLOW_V_3_3_PLUS

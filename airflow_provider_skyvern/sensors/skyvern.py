@@ -57,9 +57,10 @@ class SkyvernRunSensor(BaseSensorOperator):
     run with a retry pending is not over. The sensor never cancels the run unless asked
     (``cancel_on_timeout``, ``cancel_on_kill``): someone else started it.
 
-    Deferrable (the default follows ``[operators] default_deferrable``), a completed run ends the task
-    right in the triggerer, with its XComs; ``start_from_trigger=True`` also starts it there, so the task
-    never takes a worker slot. Other outcomes resume the task on a worker, which fails or skips it.
+    Deferrable (the default follows ``[operators] default_deferrable``), it waits in the triggerer;
+    ``start_from_trigger=True`` also starts it there, so a worker is only used to finish: push the XComs,
+    fail or skip (a few seconds). With ``do_xcom_push=False`` a completed run ends the task right in the
+    triggerer, so such a sensor never takes a worker slot at all.
 
     :param run_id: the Skyvern run id (``tsk_v2_…``, ``wr_…``), templated: e.g.
         ``"{{ ti.xcom_pull(task_ids='start') }}"`` or an upstream operator's ``.output``.
@@ -126,6 +127,12 @@ class SkyvernRunSensor(BaseSensorOperator):
     def _start_from_trigger(self) -> None:
         """The trigger row is built by the scheduler from these kwargs; 3.3's triggerer renders ``run_id``."""
         run_id = _as_template(self.run_id)
+        if isinstance(run_id, str) and "xcom_pull(" in run_id and "map_indexes" not in run_id:
+            raise ValueError(
+                f"{type(self).__name__}(task_id={self.task_id!r}) run_id: with start_from_trigger, an "
+                "xcom_pull needs map_indexes=-1 (without it Airflow's triggerer asks for an XCom slice it "
+                "cannot serve and the sensor hangs); or pass the upstream task's .output"
+            )
         if not AIRFLOW_V_3_3_PLUS and check.is_unresolved(run_id):
             warnings.warn(
                 f"{type(self).__name__}(task_id={self.task_id!r}): start_from_trigger with a templated "
@@ -148,8 +155,7 @@ class SkyvernRunSensor(BaseSensorOperator):
                 "skyvern_conn_id": self.skyvern_conn_id,
                 "cancel_on_kill": self.cancel_on_kill,
                 "limit": self._limit,
-                "succeed_on": sorted(self.success_statuses),
-                "push_xcoms": self.do_xcom_push,
+                "succeed_on": self._succeed_in_triggerer,
             },
             timeout=timedelta(seconds=self.timeout),
         )
@@ -159,6 +165,11 @@ class SkyvernRunSensor(BaseSensorOperator):
         from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 
         return SkyvernHook(self.skyvern_conn_id)
+
+    @property
+    def _succeed_in_triggerer(self) -> list[str]:
+        """With no XComs wanted, success needs no worker; XComs must come from one (see the trigger)."""
+        return [] if self.do_xcom_push else sorted(self.success_statuses)
 
     @property
     def _limit(self) -> str:
@@ -186,8 +197,7 @@ class SkyvernRunSensor(BaseSensorOperator):
                 skyvern_conn_id=self.skyvern_conn_id,
                 cancel_on_kill=self.cancel_on_kill,
                 limit=self._limit,
-                succeed_on=self.success_statuses,
-                push_xcoms=self.do_xcom_push,
+                succeed_on=self._succeed_in_triggerer,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
@@ -350,4 +360,4 @@ def _as_template(value: Any) -> Any:
     task_id = getattr(operator, "task_id", None)
     if isinstance(value, str) or not isinstance(task_id, str) or not isinstance(key, str):
         return value
-    return f"{{{{ ti.xcom_pull(task_ids={task_id!r}, key={key!r}) }}}}"
+    return f"{{{{ ti.xcom_pull(task_ids={task_id!r}, key={key!r}, map_indexes=-1) }}}}"

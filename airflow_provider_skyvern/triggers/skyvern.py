@@ -15,7 +15,6 @@ from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.links.skyvern import SkyvernRunLink
 from airflow_provider_skyvern.models import RunResponse
 from airflow_provider_skyvern.operators.story import alog_story
-from airflow_provider_skyvern.results import identity_xcoms, pushable, result_xcoms
 from airflow_provider_skyvern.triggers.waiting import RunWatch
 from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_3_PLUS
 
@@ -42,9 +41,10 @@ class SkyvernRunTrigger(BaseTrigger):
     :param skyvern_conn_id: Airflow connection of type ``skyvern``.
     :param cancel_on_kill: cancel the run when the wait is abandoned by a user (the task instance was
         marked failed/success or cleared); never when the trigger merely moves to another triggerer.
-    :param succeed_on: statuses in which the trigger itself ends the task as successful, with the run's
-        XComs, so no worker is needed (a sensor); any other outcome resumes the task on a worker.
-    :param push_xcoms: with ``succeed_on``: push the run's XComs (the task's ``do_xcom_push``).
+    :param succeed_on: statuses in which the trigger itself ends the task as successful, so no worker is
+        needed (a sensor with ``do_xcom_push=False``); any other outcome resumes the task on a worker. Only
+        the extra link is pushed from here: Airflow (3.3.2) stores XComs a trigger pushes as JSON text, so
+        a downstream task would read a dict as a string; the run's XComs are pushed by the worker.
     """
 
     def __init__(
@@ -56,7 +56,6 @@ class SkyvernRunTrigger(BaseTrigger):
         cancel_on_kill: bool = True,
         limit: str | None = None,
         succeed_on: Collection[str] = (),
-        push_xcoms: bool = True,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.run_id = run_id
@@ -66,7 +65,6 @@ class SkyvernRunTrigger(BaseTrigger):
         self.cancel_on_kill = bool(cancel_on_kill)
         self.limit = limit
         self.succeed_on = sorted(succeed_on)
-        self.push_xcoms = bool(push_xcoms)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -79,7 +77,6 @@ class SkyvernRunTrigger(BaseTrigger):
                 "cancel_on_kill": self.cancel_on_kill,
                 "limit": self.limit,
                 "succeed_on": self.succeed_on,
-                "push_xcoms": self.push_xcoms,
             },
         )
 
@@ -118,13 +115,10 @@ class SkyvernRunTrigger(BaseTrigger):
         return status in self.succeed_on and self.task_instance is not None
 
     async def _success(self, hook: SkyvernHook, run: RunResponse) -> TaskSuccessEvent:
-        """End the task here: the story in its log, the same XComs a worker would push, and the link."""
+        """End the task here: the story in its log, and the link (the API server reads it either way)."""
         await alog_story(hook, run, self.log)
         self.log.info("Skyvern run %s ended %s: the sensor succeeds", run.run_id, run.status.value)
-        xcoms: dict[str, Any] = {SkyvernRunLink().xcom_key: run.app_url or ""}
-        if self.push_xcoms:
-            xcoms |= {"return_value": run.output, **identity_xcoms(run), **result_xcoms(run)}
-        return TaskSuccessEvent(xcoms=pushable(xcoms))
+        return TaskSuccessEvent(xcoms={SkyvernRunLink().xcom_key: run.app_url or ""})
 
     async def on_kill(self) -> None:
         """Airflow 3.3+: a user acted on the task, or the trigger was moved to another triggerer."""

@@ -26,6 +26,8 @@ from .scenario import (  # noqa: E402
     EXTRACTION,
     FAILURE,
     FAN_OUT,
+    GATE,
+    WAIT_LATER,
     WORKFLOW,
     Observed,
 )
@@ -47,11 +49,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def observed(stack: Stack) -> Observed:
     """Triggers every DAG run, then records until all are final and the cancel target is deferred."""
     airflow = stack.airflow
-    for dag_id in (*EXAMPLE_DAG_IDS, FAILURE[0], CANCEL[0], CLEAR[0]):
+    for dag_id in (*EXAMPLE_DAG_IDS, FAILURE[0], CANCEL[0], CLEAR[0], GATE[0]):
         airflow.wait_for_dag(dag_id)
     run_ids = {
         dag_id: airflow.trigger(dag_id, f"e2e__{dag_id}")
-        for dag_id, _ in (EXTRACTION, FAN_OUT, FAILURE, CANCEL, CLEAR, WORKFLOW)
+        for dag_id, _ in (EXTRACTION, FAN_OUT, FAILURE, CANCEL, CLEAR, WORKFLOW, WAIT_LATER, GATE)
     }
     seen = Observed(run_ids, StateRecorder(airflow))
 

@@ -12,8 +12,16 @@ FAILURE = ("skyvern_e2e_failure", "find_invoice")
 CANCEL = ("skyvern_e2e_cancel", "crawl_forever")
 CLEAR = ("skyvern_e2e_clear", "reextract")
 WORKFLOW = ("skyvern_workflow_scheduled", "download_daily_report")
+WAIT_LATER = ("skyvern_start_now_wait_later", "wait_for_price_check")
+GATE = ("skyvern_e2e_gate", "gate")
 EXAMPLE_DAG_IDS = frozenset(
-    {"skyvern_scheduled_extraction", "skyvern_fan_out", "skyvern_long_run", "skyvern_workflow_scheduled"}
+    {
+        "skyvern_scheduled_extraction",
+        "skyvern_fan_out",
+        "skyvern_long_run",
+        "skyvern_workflow_scheduled",
+        "skyvern_start_now_wait_later",
+    }
 )
 EMULATOR_RUN_SECONDS = 10.0
 

@@ -8,7 +8,18 @@ from urllib.parse import urlsplit
 import pytest
 from airflow_harness import TERMINAL_RUN_STATES, Stack, poll_until
 
-from .scenario import CANCEL, CLEAR, EXAMPLE_DAG_IDS, EXTRACTION, FAILURE, FAN_OUT, WORKFLOW, Observed
+from .scenario import (
+    CANCEL,
+    CLEAR,
+    EXAMPLE_DAG_IDS,
+    EXTRACTION,
+    FAILURE,
+    FAN_OUT,
+    GATE,
+    WAIT_LATER,
+    WORKFLOW,
+    Observed,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -200,3 +211,58 @@ def test_the_scheduled_workflow_sends_its_templated_parameters_and_hands_on_its_
     assert xcom["app_url"] == run["app_url"]
     assert summary["blocks"] == sorted(xcom["block_outputs"])
     assert summary["extracted"] == run["output"]["extracted_information"]
+
+
+def test_the_sensor_started_in_the_triggerer_hands_on_the_operators_xcoms(
+    stack: Stack, observed: Observed
+) -> None:
+    """start_from_trigger: the scheduler hands the sensor straight to the triggerer; a worker only finishes."""
+    assert stack.emulator is not None
+    dag_id, task_id = WAIT_LATER
+    run_id = observed.run_id(WAIT_LATER)
+    skyvern_run_id = stack.airflow.xcom(dag_id, run_id, "start_price_check")  # the operator's return value
+    run = stack.emulator.run(skyvern_run_id)
+    states = observed.states(WAIT_LATER)
+    log = stack.airflow.task_log(dag_id, run_id, task_id)
+    xcom = {
+        key: stack.airflow.xcom(dag_id, run_id, task_id, key)
+        for key in ("return_value", "run_id", "status", "app_url", "recording_url", "step_count")
+    }
+    loaded = stack.airflow.xcom(dag_id, run_id, "load_prices")
+    links = stack.airflow.extra_links(dag_id, run_id, task_id)
+    print(f"\nsensor states {states}\nXCom {xcom}\nload_prices {loaded}\nlog:\n{log}")
+    assert states[-1] == "success"
+    assert "deferred" in states
+    assert not {"queued", "running"} & set(states[: states.index("deferred")]), states  # no worker before
+    assert [
+        r["run_id"] for r in stack.emulator.runs() if "Price check" in str(r["request"].get("title"))
+    ] == [skyvern_run_id]  # the sensor started nothing
+    assert xcom["return_value"] == run["output"]
+    assert (xcom["run_id"], xcom["status"], xcom["app_url"]) == (skyvern_run_id, "completed", run["app_url"])
+    assert xcom["step_count"] == run["step_count"]
+    assert links == {"Skyvern run": run["app_url"]}
+    assert (loaded["run_id"], loaded["rows"]) == (skyvern_run_id, len(run["output"]))  # read as a worker does
+    assert f"Skyvern run {skyvern_run_id}: running" in log
+    assert f"Skyvern run {skyvern_run_id} ended completed: the sensor succeeds" in log
+
+
+def test_a_gate_sensor_never_takes_a_worker_slot(stack: Stack, observed: Observed) -> None:
+    """start_from_trigger + do_xcom_push=False: started and ended by the triggerer."""
+    assert stack.emulator is not None
+    dag_id, task_id = GATE
+    run_id = observed.run_id(GATE)
+    skyvern_run_id = stack.airflow.xcom(dag_id, run_id, "start_crawl")
+    states = observed.states(GATE)
+    ti = stack.airflow.task_instance(dag_id, run_id, task_id)
+    log = stack.airflow.task_log(dag_id, run_id, task_id)
+    print(f"\ngate states {states}\ntask instance {ti}\nlog:\n{log}")
+    assert states[-1] == "success"
+    assert "deferred" in states
+    assert not {"queued", "running"} & set(states), states  # never sent to a worker
+    assert not ti["hostname"], ti  # no worker process ever ran it
+    assert ti["pid"] is None, ti
+    assert stack.emulator.run(skyvern_run_id)["status"] == "completed"
+    assert stack.airflow.extra_links(dag_id, run_id, task_id) == {
+        "Skyvern run": stack.emulator.run(skyvern_run_id)["app_url"]
+    }
+    assert f"Skyvern run {skyvern_run_id} ended completed: the sensor succeeds" in log

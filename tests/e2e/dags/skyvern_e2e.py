@@ -1,4 +1,5 @@
-"""DAGs only the e2e tests trigger: a run the emulator fails, and runs long enough to be killed or cleared.
+"""DAGs only the e2e tests trigger: a run the emulator fails, runs long enough to be killed or cleared, and
+a sensor that gates on a run without any worker slot.
 
 The ``[emulator ...]`` directive in the prompt picks the emulator's outcome and duration.
 """
@@ -10,6 +11,7 @@ from datetime import datetime
 from airflow.sdk import DAG
 
 from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.sensors.skyvern import SkyvernRunSensor
 
 COMMON = {"schedule": None, "start_date": datetime(2026, 1, 1), "catchup": False, "tags": ["skyvern", "e2e"]}
 
@@ -42,4 +44,21 @@ with DAG(dag_id="skyvern_e2e_clear", **COMMON):
         deferrable=True,
         poll_interval=1,
         retries=0,
+    )
+
+with DAG(dag_id="skyvern_e2e_gate", **COMMON):
+    started = SkyvernRunTaskOperator(
+        task_id="start_crawl",
+        prompt="Crawl the catalogue [emulator seconds=8]",
+        url="https://example.com/catalogue",
+        wait_for_completion=False,
+    )
+    SkyvernRunSensor(
+        task_id="gate",
+        run_id=started.output,
+        deferrable=True,
+        start_from_trigger=True,
+        do_xcom_push=False,  # only a gate: a completed run ends the task in the triggerer
+        poke_interval=1,
+        timeout=300,
     )
