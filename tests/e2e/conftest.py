@@ -26,6 +26,7 @@ from .scenario import (  # noqa: E402
     EXTRACTION,
     FAILURE,
     FAN_OUT,
+    LOGIN_DOWNLOAD,
     WORKFLOW,
     Observed,
 )
@@ -51,7 +52,7 @@ def observed(stack: Stack) -> Observed:
         airflow.wait_for_dag(dag_id)
     run_ids = {
         dag_id: airflow.trigger(dag_id, f"e2e__{dag_id}")
-        for dag_id, _ in (EXTRACTION, FAN_OUT, FAILURE, CANCEL, CLEAR, WORKFLOW)
+        for dag_id, _ in (EXTRACTION, FAN_OUT, FAILURE, CANCEL, CLEAR, WORKFLOW, LOGIN_DOWNLOAD)
     }
     seen = Observed(run_ids, StateRecorder(airflow))
 

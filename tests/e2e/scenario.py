@@ -12,8 +12,15 @@ FAILURE = ("skyvern_e2e_failure", "find_invoice")
 CANCEL = ("skyvern_e2e_cancel", "crawl_forever")
 CLEAR = ("skyvern_e2e_clear", "reextract")
 WORKFLOW = ("skyvern_workflow_scheduled", "download_daily_report")
+LOGIN_DOWNLOAD = ("skyvern_login_download", "download_invoices")
 EXAMPLE_DAG_IDS = frozenset(
-    {"skyvern_scheduled_extraction", "skyvern_fan_out", "skyvern_long_run", "skyvern_workflow_scheduled"}
+    {
+        "skyvern_scheduled_extraction",
+        "skyvern_fan_out",
+        "skyvern_long_run",
+        "skyvern_workflow_scheduled",
+        "skyvern_login_download",
+    }
 )
 EMULATOR_RUN_SECONDS = 10.0
 
