@@ -32,7 +32,16 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Skyvern", "python-modules": ["airflow_provider_skyvern.hooks.skyvern"]}
         ],
         "operators": [
-            {"integration-name": "Skyvern", "python-modules": ["airflow_provider_skyvern.operators.skyvern"]}
+            {
+                "integration-name": "Skyvern",
+                "python-modules": [
+                    "airflow_provider_skyvern.operators.skyvern",
+                    "airflow_provider_skyvern.operators.workflow",
+                    "airflow_provider_skyvern.operators.login",
+                    "airflow_provider_skyvern.operators.download_files",
+                    "airflow_provider_skyvern.operators.browser_session",
+                ],
+            }
         ],
         "sensors": [
             {"integration-name": "Skyvern", "python-modules": ["airflow_provider_skyvern.sensors.skyvern"]}

@@ -28,6 +28,7 @@ from airflow_provider_skyvern.requests import (
     RequestBody,
     TaskRunRequest,
 )
+from airflow_provider_skyvern.run_block_requests import DownloadFilesRequest, LoginRequest
 from airflow_provider_skyvern.workflow_requests import WorkflowRunRequest
 
 __all__ = [
@@ -35,8 +36,10 @@ __all__ = [
     "ArtifactType",
     "BrowserSession",
     "CreateBrowserSessionRequest",
+    "DownloadFilesRequest",
     "FileInfo",
     "GeoTarget",
+    "LoginRequest",
     "OpenEnum",
     "ProxyLocation",
     "ProxySetting",

@@ -11,6 +11,8 @@ from referencing.jsonschema import DRAFT202012
 
 from airflow_provider_skyvern.models import (
     CreateBrowserSessionRequest,
+    DownloadFilesRequest,
+    LoginRequest,
     ProxyLocation,
     RunEngine,
     RunStatus,
@@ -23,6 +25,7 @@ from tests.test_hook import EVERY_SEED_PARAMETER
 NOT_IN_OPENAPI = {
     "TaskRunRequest-Input": {"file_ids"},
     "WorkflowRunRequest-Input": {"browser_type", "file_ids"},
+    "LoginRequest": {"onepassword_totp_field_name"},
 }
 
 
@@ -45,6 +48,8 @@ def _properties(openapi: dict[str, Any], component: str) -> set[str]:
         (TaskRunRequest, "TaskRunRequest-Input", {}),
         (WorkflowRunRequest, "WorkflowRunRequest-Input", {"workflow_id": "agent_id"}),
         (CreateBrowserSessionRequest, "CreateBrowserSessionRequest", {}),
+        (LoginRequest, "LoginRequest", {}),
+        (DownloadFilesRequest, "DownloadFilesRequest", {}),
     ],
 )
 def test_request_models_cover_every_published_field(
@@ -79,6 +84,25 @@ def test_a_full_workflow_request_validates_against_the_schema(openapi: dict[str,
         run_metadata={"dag_id": "d"},
     ).to_wire()
     _validator(openapi, "WorkflowRunRequest-Input").validate(body)
+
+
+def test_full_login_and_download_requests_validate_against_the_schema(openapi: dict[str, Any]) -> None:
+    shared = {
+        "url": "https://portal.example.com",
+        "webhook_url": "https://h.example.com",
+        "proxy_location": "RESIDENTIAL_GB",
+        "totp_identifier": "ops@example.com",
+        "browser_session_id": "pbs_1",
+        "extra_http_headers": {"Accept-Language": "en"},
+        "max_screenshot_scrolling_times": 2,
+    }
+    for credential_type in ("skyvern", "bitwarden", "1password", "azure_vault"):
+        login = LoginRequest(credential_type=credential_type, credential_id="cred_1", prompt="p", **shared)
+        _validator(openapi, "LoginRequest").validate(login.to_wire())
+    download = DownloadFilesRequest(
+        navigation_goal="g", download_suffix="x", download_timeout=30.5, max_steps_per_run=5, **shared
+    )
+    _validator(openapi, "DownloadFilesRequest").validate(download.to_wire())
 
 
 def test_the_schema_rejects_what_our_validation_rejects(openapi: dict[str, Any]) -> None:

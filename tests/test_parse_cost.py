@@ -76,3 +76,46 @@ def test_a_dag_with_only_task_operators_does_not_load_the_workflow_operator() ->
     assert "airflow_provider_skyvern.operators.skyvern" in modules
     assert "airflow_provider_skyvern.operators.workflow" not in modules
     assert "airflow_provider_skyvern.workflow_requests" not in modules
+
+
+SESSION_LOGIN_DOWNLOAD = """
+import json, sys
+from airflow.sdk import DAG, BaseOperator
+airflow_own = set(sys.modules)
+from airflow_provider_skyvern.operators.browser_session import skyvern_browser_session
+from airflow_provider_skyvern.operators.download_files import SkyvernDownloadFilesOperator
+from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
+with DAG("d", schedule=None):
+    session = skyvern_browser_session("portal", timeout=30)
+    login = SkyvernLoginOperator(task_id="login", credential_type="1password", onepassword_vault_id="v",
+                                 onepassword_item_id="i", browser_session_id=session.browser_session_id)
+    files = SkyvernDownloadFilesOperator(task_id="files", navigation_goal="Get the invoice",
+                                         browser_session_id=session.browser_session_id)
+    session.create >> login >> files >> session.close
+try:
+    SkyvernLoginOperator(task_id="bad", credential_type="skyvern")
+    error = ""
+except ValueError as exc:
+    error = str(exc)
+print(json.dumps({"error": error, "modules": sorted(set(sys.modules) - airflow_own)}))
+"""
+
+
+def test_session_login_and_download_operators_parse_without_the_runtime_modules() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", SESSION_LOGIN_DOWNLOAD],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ),
+    )
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "credential_id: is required when credential_type is 'skyvern'" in parsed["error"]
+    for runtime_only in (
+        "airflow_provider_skyvern.hooks.skyvern",
+        "airflow_provider_skyvern.models",
+        "airflow_provider_skyvern.operators.claim",
+        "airflow_provider_skyvern.operators.kinds",
+        "airflow_provider_skyvern.workflow_requests",
+    ):
+        assert runtime_only not in parsed["modules"], runtime_only

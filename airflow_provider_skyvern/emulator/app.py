@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, HttpUrl, ValidationError
 
 from airflow_provider_skyvern import __version__
+from airflow_provider_skyvern.emulator import run_blocks
 from airflow_provider_skyvern.emulator.faults import (
     AFTER_CREATE_SCOPE_KEY,
     ASGIApp,
@@ -38,6 +39,8 @@ from airflow_provider_skyvern.emulator.state import (
 )
 from airflow_provider_skyvern.models import (
     CreateBrowserSessionRequest,
+    DownloadFilesRequest,
+    LoginRequest,
     ProxyLocation,
     RunEngine,
     TaskRunRequest,
@@ -165,7 +168,12 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         return run
 
     async def create_run(
-        prefix: str, run_type: str, wire: dict[str, Any], texts: list[str], max_steps: int | None
+        prefix: str,
+        run_type: str,
+        wire: dict[str, Any],
+        texts: list[str],
+        max_steps: int | None,
+        block: str | None = None,
     ) -> EmulatedRun:
         session_id = wire.get("browser_session_id")
         if session_id and session_id not in state.sessions:
@@ -177,7 +185,7 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         if plan.create_seconds:  # the run's row appears only now, even if the client gave up meanwhile
             await asyncio.sleep(plan.create_seconds)
         with state.lock:
-            run = EmulatedRun(state.new_id(prefix), run_type, wire, Lifecycle(plan, state.now()))
+            run = EmulatedRun(state.new_id(prefix), run_type, wire, Lifecycle(plan, state.now()), block)
             state.runs[run.run_id] = run
         return run
 
@@ -225,6 +233,28 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         wire = {"workflow_id": wire.pop("agent_id"), **wire}
         run = await create_run("wr", "workflow_run", wire, texts, x_max_steps_override)
         return state.run_json(run, base(request))
+
+    async def run_block(request: Request, body: dict[str, Any], kind: str) -> dict[str, Any]:
+        """A one-block workflow made for this request, and its run (``routes/run_blocks.py``)."""
+        _check_not_null(body, WORKFLOW_NOT_NULL)
+        _check_enums(body)
+        try:
+            if kind == "login":
+                made = run_blocks.login(_parse(LoginRequest, body), state.new_id("wpid"))
+            else:
+                made = run_blocks.download_files(_parse(DownloadFilesRequest, body), state.new_id("wpid"))
+        except run_blocks.Refused as refused:
+            raise SkyvernHTTPException(refused.status, refused.detail) from None
+        run = await create_run("wr", "workflow_run", made.wire, made.texts, made.max_steps, made.block)
+        return state.run_json(run, base(request))
+
+    @api.post("/v1/run/tasks/login", dependencies=v1)
+    async def login(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        return await run_block(request, body, "login")
+
+    @api.post("/v1/run/tasks/download_files", dependencies=v1)
+    async def download_files(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        return await run_block(request, body, "download_files")
 
     @api.get("/v1/runs/{run_id}", dependencies=v1)
     async def read_run(request: Request, run_id: str) -> dict[str, Any]:

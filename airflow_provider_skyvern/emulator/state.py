@@ -99,6 +99,9 @@ WORKFLOW_ECHOED = (
 the title (the workflow's own is shown), headers, run metadata or the time limit."""
 WORKFLOW_BLOCKS = (("open_portal", "goto_url"), ("extract_report", "extraction"))
 """The emulated workflow's blocks (label, block type): each reports ``<label>_output``."""
+RUN_BLOCKS = {"login": ("Login", "login"), "file_download": ("File Download", "file_download")}
+"""The one-block workflows Skyvern builds for ``/v1/run/tasks/login`` and ``/download_files``: the
+workflow's title, and the block's label (also its type)."""
 RUN_TYPE_BY_ENGINE = {
     "skyvern-1.0": "task_v1",
     "skyvern-2.0": "task_v2",
@@ -126,6 +129,8 @@ class EmulatedRun:
     run_type: str
     request: dict[str, Any]
     lifecycle: Lifecycle
+    block: str | None = None
+    """``login`` or ``file_download`` for a run-block run (a one-block workflow made for it)."""
 
     @property
     def number(self) -> int:
@@ -142,6 +147,8 @@ class EmulatedRun:
     def title(self, status: str) -> str | None:
         """The title Skyvern shows: v2 runs start as "New Workflow", then get an LLM-made one."""
         if self.run_type == "workflow_run":
+            if self.block is not None:
+                return RUN_BLOCKS[self.block][0]
             return f"Emulated workflow {self.request.get('workflow_id')}"
         if self.run_type == "task_v2":
             return "New Workflow" if status in ("created", "queued") else "Emulated v2 task"
@@ -293,13 +300,14 @@ class EmulatorState:
     def workflow_blocks(self, run: EmulatedRun, state: RunState) -> list[dict[str, Any]]:
         """The blocks reached so far (the second starts halfway through the steps): the earlier ones
         completed, the last one as the run is (running, failed, ...)."""
-        steps, count = max(run.lifecycle.plan.steps, 1), len(WORKFLOW_BLOCKS)
+        kinds = _blocks_of(run)
+        steps, count = max(run.lifecycle.plan.steps, 1), len(kinds)
         if state.status == "completed":
             reached = count
         else:
             reached = sum(1 for i in range(count) if state.step_count > steps * i // count)
         blocks = []
-        for index, (label, block_type) in enumerate(WORKFLOW_BLOCKS[:reached]):
+        for index, (label, block_type) in enumerate(kinds[:reached]):
             last = index == reached - 1
             status = state.status if last and state.status != "completed" else "completed"
             output = self._block_output(run, index) if status == "completed" else None
@@ -307,9 +315,17 @@ class EmulatorState:
         return blocks
 
     def _block_output(self, run: EmulatedRun, index: int) -> Any:
-        _, block_type = WORKFLOW_BLOCKS[index]
+        _, block_type = _blocks_of(run)[index]
         if block_type == "goto_url":
             return None  # a goto_url block records no output value
+        if run.block is not None:  # a login or download block extracts nothing
+            return {
+                "task_id": f"tsk_{run.number}{index}",
+                "status": "completed",
+                "extracted_information": None,
+                "failure_reason": None,
+                "errors": [],
+            }
         parameters = run.request.get("parameters") or {}
         extracted = sample_output(None, json.dumps(parameters, sort_keys=True), run.run_id)
         return {
@@ -351,7 +367,9 @@ class EmulatorState:
             blocks = self.workflow_blocks(run, state)
             outputs: dict[str, Any] = {f"{b['label']}_output": b["output"] for b in blocks}
             outputs["extracted_information"] = [
-                b["output"]["extracted_information"] for b in blocks if isinstance(b["output"], dict)
+                b["output"]["extracted_information"]
+                for b in blocks
+                if isinstance(b["output"], dict) and b["output"]["extracted_information"] is not None
             ]
             return outputs
         return extracted
@@ -405,9 +423,9 @@ class EmulatorState:
                 for k in (2, 3)
             ),
         ]
-        if state.status == "completed":
-            prompt = str(run.request.get("prompt", "")).lower()
-            if "invoice" in prompt or "download" in prompt:
+        if state.status == "completed" and run.block != "login":  # a login downloads nothing
+            prompt = str(run.request.get("prompt") or run.request.get("navigation_goal") or "").lower()
+            if run.block == "file_download" or "invoice" in prompt or "download" in prompt:
                 download = ("invoice.pdf", "application/pdf", invoice_pdf(run.run_id))
             else:
                 download = ("extracted.csv", "text/csv", output_csv(self._output(run, state)))
@@ -485,6 +503,12 @@ class EmulatorState:
             "completed_at": iso(session.closed),
             "warning": session.warning,
         }
+
+
+def _blocks_of(run: EmulatedRun) -> tuple[tuple[str, str], ...]:
+    if run.block is not None:
+        return ((run.block, run.block),)
+    return WORKFLOW_BLOCKS
 
 
 def _attempt_json(attempt: Attempt, state: RunState) -> dict[str, Any]:

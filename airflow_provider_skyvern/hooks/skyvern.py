@@ -60,6 +60,8 @@ from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_1_PLUS
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
+    from airflow_provider_skyvern.run_block_requests import DownloadFilesRequest, LoginRequest
+
 T = TypeVar("T")
 QueryParams = list[tuple[str, str | int | float | bool | None]]
 
@@ -186,6 +188,7 @@ _ARTIFACT = _model_parser(TypeAdapter(Artifact))
 _RUN_LIST = _model_parser(TypeAdapter(list[RunListItem]))
 _WEBHOOK_REPLAY = _model_parser(TypeAdapter(WebhookReplayResponse))
 _BROWSER_SESSION = _model_parser(TypeAdapter(BrowserSession))
+_BROWSER_SESSIONS = _model_parser(TypeAdapter(list[BrowserSession]))
 
 
 class SkyvernHook(BaseHook):
@@ -417,6 +420,19 @@ class SkyvernHook(BaseHook):
         """
         return self.call(_run_workflow_call(request, user_agent, max_steps_override, template))
 
+    def run_login(self, request: LoginRequest, *, user_agent: str | None = None) -> WorkflowRunResponse:
+        """
+        Log in with a stored credential (``POST /v1/run/tasks/login``). Skyvern builds a one-block
+        workflow for it: the answer is a workflow run (``wr_…``). Never blindly retried, like every create.
+        """
+        return self.call(_run_block_call("login", request, user_agent))
+
+    def run_download_files(
+        self, request: DownloadFilesRequest, *, user_agent: str | None = None
+    ) -> WorkflowRunResponse:
+        """Download files (``POST /v1/run/tasks/download_files``); a workflow run, as for :meth:`run_login`."""
+        return self.call(_run_block_call("download_files", request, user_agent))
+
     def get_run(self, run_id: str, *, deadline: float | None = None) -> RunResponse:
         """``deadline`` (Unix time) bounds the call, retries included, for a wait that must end on time."""
         return self.call(_get_run_call(run_id), deadline=deadline)
@@ -454,6 +470,10 @@ class SkyvernHook(BaseHook):
     def get_browser_session(self, browser_session_id: str) -> BrowserSession:
         return self.call(_get_session_call(browser_session_id))
 
+    def list_browser_sessions(self) -> list[BrowserSession]:
+        """``GET /v1/browser_sessions``: the organisation's sessions as the server lists them."""
+        return self.call(_list_sessions_call())
+
     def close_browser_session(self, browser_session_id: str) -> None:
         self.call(_close_session_call(browser_session_id))
 
@@ -471,6 +491,16 @@ class SkyvernHook(BaseHook):
         template: bool | None = None,
     ) -> WorkflowRunResponse:
         return await self.acall(_run_workflow_call(request, user_agent, max_steps_override, template))
+
+    async def arun_login(
+        self, request: LoginRequest, *, user_agent: str | None = None
+    ) -> WorkflowRunResponse:
+        return await self.acall(_run_block_call("login", request, user_agent))
+
+    async def arun_download_files(
+        self, request: DownloadFilesRequest, *, user_agent: str | None = None
+    ) -> WorkflowRunResponse:
+        return await self.acall(_run_block_call("download_files", request, user_agent))
 
     async def aget_run(self, run_id: str, *, deadline: float | None = None) -> RunResponse:
         return await self.acall(_get_run_call(run_id), deadline=deadline)
@@ -507,6 +537,9 @@ class SkyvernHook(BaseHook):
 
     async def aget_browser_session(self, browser_session_id: str) -> BrowserSession:
         return await self.acall(_get_session_call(browser_session_id))
+
+    async def alist_browser_sessions(self) -> list[BrowserSession]:
+        return await self.acall(_list_sessions_call())
 
     async def aclose_browser_session(self, browser_session_id: str) -> None:
         await self.acall(_close_session_call(browser_session_id))
@@ -569,6 +602,19 @@ def _run_workflow_call(
     )
 
 
+def _run_block_call(
+    block: str, request: LoginRequest | DownloadFilesRequest, user_agent: str | None
+) -> ApiCall[WorkflowRunResponse]:
+    return ApiCall(
+        "POST",
+        f"/v1/run/tasks/{block}",
+        _WORKFLOW_RUN,
+        json=request.to_wire(),
+        headers=_agent_headers(user_agent),
+        creates=True,
+    )
+
+
 def _get_run_call(run_id: str) -> ApiCall[RunResponse]:
     return ApiCall("GET", f"/v1/runs/{_path_id(run_id, 'run_id')}", _ANY_RUN)
 
@@ -622,6 +668,10 @@ def _get_session_call(browser_session_id: str) -> ApiCall[BrowserSession]:
     return ApiCall(
         "GET", f"/v1/browser_sessions/{_path_id(browser_session_id, 'browser_session_id')}", _BROWSER_SESSION
     )
+
+
+def _list_sessions_call() -> ApiCall[list[BrowserSession]]:
+    return ApiCall("GET", "/v1/browser_sessions", _BROWSER_SESSIONS)
 
 
 def _close_session_call(browser_session_id: str) -> ApiCall[None]:

@@ -18,6 +18,7 @@ from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import RunResponse, RunStatus
 from airflow_provider_skyvern.operators.kinds import RunKind
 from airflow_provider_skyvern.operators.reattach import (
+    UNRECOGNISABLE,
     RunFinder,
     RunStateUnknown,
     Submission,
@@ -26,6 +27,10 @@ from airflow_provider_skyvern.operators.reattach import (
 )
 
 NOT_SUBMITTING = "not starting another run while that is unknown; the next try looks again"
+NOT_SUBMITTING_BLIND = (
+    "not starting another run, which could be a second one: look for it among Skyvern's runs, then clear "
+    "the task to start a new run"
+)
 
 
 def cancel_run(hook: SkyvernHook, run_id: str, log: Any) -> str:
@@ -75,6 +80,14 @@ class RunClaim:
 
     def _from_record(self, record: Submission) -> RunResponse | None:
         assert self.submission is not None
+        if not record.findable and record.run_id is None and record.tag != self.submission.tag:
+            self.log.warning(
+                "A submission of this task before it was cleared (%s) may have created a Skyvern run that "
+                "cannot be looked for; the task was cleared, so starting a new one",
+                _when(record.since),
+            )
+            self.ledger.clear()
+            return None
         run = self._resolve(record)
         if run is None:
             self.log.info(
@@ -119,6 +132,11 @@ class RunClaim:
                 raise RunStateUnknown(
                     f"Could not read Skyvern run {record.run_id} started by an earlier try ({exc}); {NOT_SUBMITTING}"
                 ) from None
+        if not record.findable:
+            raise RunStateUnknown(
+                f"Could not tell whether an earlier try's submission ({_when(record.since)}) created a "
+                f"Skyvern run: {UNRECOGNISABLE}; {NOT_SUBMITTING_BLIND}"
+            )
         try:
             found = self.finder.created_by(record)
         except RunStateUnknown:
@@ -196,6 +214,11 @@ class RunClaim:
             ) from None
         try:
             found = self.finder.reconcile(self.submission)
+        except RunStateUnknown as unknown:  # nothing could find the run: say so, not that looking failed
+            raise RunStateUnknown(
+                f"{exc}; could not tell whether a Skyvern run was created: {unknown}; "
+                f"{NOT_SUBMITTING if self.submission.findable else NOT_SUBMITTING_BLIND}"
+            ) from None
         except SkyvernError as lookup:
             raise RunStateUnknown(
                 f"{exc}; could not tell whether a Skyvern run was created: looking for it failed ({lookup}); "

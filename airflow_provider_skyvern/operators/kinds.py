@@ -11,7 +11,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from airflow_provider_skyvern.models import RunResponse, TaskRunRequest, WorkflowRunRequest
+from airflow_provider_skyvern.models import (
+    DownloadFilesRequest,
+    LoginRequest,
+    RunResponse,
+    TaskRunRequest,
+    WorkflowRunRequest,
+)
 from airflow_provider_skyvern.operators.reattach import Submission, keeps_title, tagged_title
 
 if TYPE_CHECKING:
@@ -87,3 +93,46 @@ class WorkflowRun(RunKind):
             max_steps_override=self.max_steps_override,
             template=self.template,
         )
+
+
+@dataclass(frozen=True)
+class LoginRun(RunKind):
+    """``POST /v1/run/tasks/login``: a workflow run of a workflow made for it, which keeps no title and
+    echoes nothing a later try could recognise it by (:attr:`~.reattach.Submission.findable`)."""
+
+    request: LoginRequest
+    user_agent: str | None = None
+
+    @property
+    def keeps_title(self) -> bool:
+        return False
+
+    def submission(self, tag: str) -> Submission:
+        return Submission.of_run_block(self.request, tag, "login")
+
+    def tagged(self, label: str, tag: str) -> LoginRun:
+        return self
+
+    def start(self, hook: SkyvernHook) -> RunResponse:
+        return hook.run_login(self.request, user_agent=self.user_agent)
+
+
+@dataclass(frozen=True)
+class DownloadFilesRun(RunKind):
+    """``POST /v1/run/tasks/download_files``: as :class:`LoginRun`, a workflow run nothing can find again."""
+
+    request: DownloadFilesRequest
+    user_agent: str | None = None
+
+    @property
+    def keeps_title(self) -> bool:
+        return False
+
+    def submission(self, tag: str) -> Submission:
+        return Submission.of_run_block(self.request, tag, "download_files")
+
+    def tagged(self, label: str, tag: str) -> DownloadFilesRun:
+        return self
+
+    def start(self, hook: SkyvernHook) -> RunResponse:
+        return hook.run_download_files(self.request, user_agent=self.user_agent)

@@ -14,6 +14,12 @@ Workflow runs keep no request title (the workflow's own title is shown), so for 
 our own record; their runs are looked for by the workflow id (which ``search_key`` matches) and recognised
 by the echoed workflow id, parameters and endpoints.
 
+Login and download_files runs cannot be recognised at all: Skyvern makes a new workflow for each request
+(titled ``Login`` / ``File Download``, so no tag survives) and echoes none of what tells two apart (url,
+goal, credential). Their record is :attr:`Submission.findable` False: a run id it holds is adopted as for
+any run, but a submission whose answer was lost can never be resolved by looking, so the task says it
+could not tell whether a run was created rather than risk a second one.
+
 On Airflow 3.3+ a :class:`Submission` is written to the task state store *before* the POST and
 completed with the run id right after, so a later try knows exactly whether a submission was in flight,
 and when. Without a store (Airflow < 3.3), later tries can only find title-keeping runs still going.
@@ -40,6 +46,7 @@ from airflow_provider_skyvern.models import (
     TaskRunRequest,
     WorkflowRunRequest,
 )
+from airflow_provider_skyvern.requests import RequestBody
 
 STATE_KEY = "skyvern_submission"
 TITLE_DROPPING_ENGINES = frozenset({RunEngine.skyvern_v2})
@@ -53,6 +60,12 @@ LIST_PAGE_SIZE = 100  # Skyvern's maximum
 MAX_LIST_PAGES = 10
 RECONCILE_ATTEMPTS = 4
 RECONCILE_WAIT_SECONDS = 2.0
+
+
+UNRECOGNISABLE = (
+    "Skyvern's login and download_files runs each get a new ad-hoc workflow and echo nothing that tells "
+    "them apart, so an earlier submission's run cannot be found by looking"
+)
 
 
 class RunStateUnknown(SkyvernError):
@@ -160,6 +173,8 @@ class Submission(BaseModel):
     run_id: str | None = None
     search_key: str | None = None
     """What ``GET /v1/runs?search_key=`` narrows the candidates by when the title keeps no tag (a workflow id)."""
+    findable: bool = True
+    """False when nothing on the server can recognise the run (login, download_files): only ``run_id`` counts."""
 
     @classmethod
     def of(cls, request: TaskRunRequest, tag: str) -> Submission:
@@ -188,6 +203,18 @@ class Submission(BaseModel):
             keeps_title=False,
             since=time.time(),
             search_key=request.workflow_id,
+        )
+
+    @classmethod
+    def of_run_block(cls, request: RequestBody, tag: str, block: str) -> Submission:
+        """A login or download_files request: fingerprinted like any, but not findable (see the module)."""
+        return cls(
+            tag=tag,
+            fingerprint=_digest({"block": block, "body": request.to_wire()}),
+            echoed={},
+            keeps_title=False,
+            since=time.time(),
+            findable=False,
         )
 
     def same_request(self, other: Submission) -> bool:
@@ -268,6 +295,8 @@ class RunFinder:
 
     def created_by(self, submission: Submission) -> list[RunResponse]:
         """Runs created since the submission that carry its tag (where kept) and its request."""
+        if not submission.findable:
+            raise RunStateUnknown(UNRECOGNISABLE)
         since = submission.since - CLOCK_SLACK_SECONDS
         if submission.keeps_title:
             items = [item for item in self.tagged(submission) if _created_at(item) >= since]

@@ -27,6 +27,7 @@ from .scenario import (  # noqa: E402
     FAILURE,
     FAN_OUT,
     GATE,
+    LOGIN_DOWNLOAD,
     WAIT_LATER,
     WORKFLOW,
     Observed,
@@ -53,7 +54,17 @@ def observed(stack: Stack) -> Observed:
         airflow.wait_for_dag(dag_id)
     run_ids = {
         dag_id: airflow.trigger(dag_id, f"e2e__{dag_id}")
-        for dag_id, _ in (EXTRACTION, FAN_OUT, FAILURE, CANCEL, CLEAR, WORKFLOW, WAIT_LATER, GATE)
+        for dag_id, _ in (
+            EXTRACTION,
+            FAN_OUT,
+            FAILURE,
+            CANCEL,
+            CLEAR,
+            WORKFLOW,
+            WAIT_LATER,
+            GATE,
+            LOGIN_DOWNLOAD,
+        )
     }
     seen = Observed(run_ids, StateRecorder(airflow))
 

@@ -14,6 +14,7 @@ CLEAR = ("skyvern_e2e_clear", "reextract")
 WORKFLOW = ("skyvern_workflow_scheduled", "download_daily_report")
 WAIT_LATER = ("skyvern_start_now_wait_later", "wait_for_price_check")
 GATE = ("skyvern_e2e_gate", "gate")
+LOGIN_DOWNLOAD = ("skyvern_login_download", "download_invoices")
 EXAMPLE_DAG_IDS = frozenset(
     {
         "skyvern_scheduled_extraction",
@@ -21,6 +22,7 @@ EXAMPLE_DAG_IDS = frozenset(
         "skyvern_long_run",
         "skyvern_workflow_scheduled",
         "skyvern_start_now_wait_later",
+        "skyvern_login_download",
     }
 )
 EMULATOR_RUN_SECONDS = 10.0

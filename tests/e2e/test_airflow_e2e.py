@@ -16,6 +16,7 @@ from .scenario import (
     FAILURE,
     FAN_OUT,
     GATE,
+    LOGIN_DOWNLOAD,
     WAIT_LATER,
     WORKFLOW,
     Observed,
@@ -267,3 +268,34 @@ def test_a_gate_sensor_never_takes_a_worker_slot(stack: Stack, observed: Observe
         "Skyvern run": stack.emulator.run(skyvern_run_id)["app_url"]
     }
     assert f"Skyvern run {skyvern_run_id} ended completed: the sensor succeeds" in log
+
+
+def test_the_login_download_example_shares_one_session_and_closes_it(
+    stack: Stack, observed: Observed
+) -> None:
+    assert stack.emulator is not None
+    dag_id, task_id = LOGIN_DOWNLOAD
+    run_id = observed.run_id(LOGIN_DOWNLOAD)
+    session_id = stack.airflow.xcom(dag_id, run_id, "portal_session_create", "browser_session_id")
+    login = stack.emulator.run(stack.airflow.xcom(dag_id, run_id, "log_in", "run_id"))
+    download = stack.emulator.run(_xcom_run_id(stack, observed, LOGIN_DOWNLOAD))
+    files = stack.airflow.xcom(dag_id, run_id, task_id, "downloaded_files")
+    listed = stack.airflow.xcom(dag_id, run_id, "list_invoices")
+    session = stack.emulator.http.get(
+        f"/v1/browser_sessions/{session_id}", headers={"x-api-key": stack.emulator.api_key}
+    ).json()
+    close_log = stack.airflow.task_log(dag_id, run_id, "portal_session_close")
+
+    assert observed.states(LOGIN_DOWNLOAD)[-1] == "success"
+    assert "deferred" in observed.states(LOGIN_DOWNLOAD)
+    assert (
+        login["run_request"]["browser_session_id"]
+        == download["run_request"]["browser_session_id"]
+        == session_id
+    )
+    assert [f["filename"] for f in files] == [f["filename"] for f in download["downloaded_files"]]
+    assert listed == [
+        {"filename": f["filename"], "checksum": f["checksum"], "size": f["size"]} for f in files
+    ]
+    assert session["status"] == "completed"
+    assert f"Closed Skyvern browser session {session_id} (completed)" in close_log

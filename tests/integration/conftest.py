@@ -179,9 +179,10 @@ def airflow_db(dags_folder: Path) -> None:
         pytest.fail(f"airflow db migrate failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
 
-@pytest.fixture(scope="session")
-def dag_test(airflow_db: None, dags_folder: Path) -> Iterator[DagTestResult]:
-    """Runs the whole integration DAG once with ``dag.test()``; the emulator stays up for the assertions."""
+@contextmanager
+def dag_tested(dags_folder: Path, dag_file: Path, dag_id: str) -> Iterator[DagTestResult]:
+    """Copies ``dag_file`` into the dags folder and runs its DAG once with ``dag.test()`` against a fresh
+    emulator, which stays up (with the results) until the context ends."""
     try:
         from airflow.dag_processing.dagbag import DagBag
     except ImportError:  # Airflow < 3.2: DagBag lived in airflow.models
@@ -190,9 +191,10 @@ def dag_test(airflow_db: None, dags_folder: Path) -> Iterator[DagTestResult]:
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    bag = DagBag(dag_folder=dags_folder / DAG_FILE.name)
+    shutil.copy(dag_file, dags_folder / dag_file.name)
+    bag = DagBag(dag_folder=dags_folder / dag_file.name)
     assert not bag.import_errors, bag.import_errors
-    dag = bag.dags[DAG_ID]
+    dag = bag.dags[dag_id]
 
     with EmulatorServer(EmulatorSettings(run_seconds=EMULATOR_RUN_SECONDS)) as emulator:
         recorder = LogRecorder()
@@ -205,8 +207,15 @@ def dag_test(airflow_db: None, dags_folder: Path) -> Iterator[DagTestResult]:
         xcoms: dict[str, dict[str, Any]] = {}
         with create_session() as session:
             rows = session.scalars(
-                select(XComModel).where(XComModel.dag_id == DAG_ID, XComModel.run_id == dag_run.run_id)
+                select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == dag_run.run_id)
             )
             for row in rows:
                 xcoms.setdefault(row.task_id, {})[row.key] = XComModel.deserialize_value(row)
         yield DagTestResult(dag_run, task_states, xcoms, emulator, recorder)
+
+
+@pytest.fixture(scope="session")
+def dag_test(airflow_db: None, dags_folder: Path) -> Iterator[DagTestResult]:
+    """Runs the whole integration DAG once with ``dag.test()``; the emulator stays up for the assertions."""
+    with dag_tested(dags_folder, DAG_FILE, DAG_ID) as result:
+        yield result

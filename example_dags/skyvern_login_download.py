@@ -1,0 +1,76 @@
+"""Monthly invoices from a supplier portal: open a browser session, log in, download the invoices, close it.
+
+Why it looks like this: the login and the download are two Skyvern runs that must share one browser (the
+download needs the logged-in cookies), so both run in a persistent browser session. The session bills
+while open, so it is an Airflow setup task with a teardown that closes it even when the login or the
+download fails (``skyvern_browser_session`` wires both). The credential is a reference (a Skyvern
+credential id), never a password in the DAG. Downstream reads the download run's ``downloaded_files``
+XCom: each file's presigned URL (it expires, so fetch it soon), name, SHA-256 and size.
+
+Environment (optional): ``SKYVERN_EXAMPLE_CREDENTIAL_ID`` (default ``cred_123456789``, a placeholder: use
+the id of a credential saved in Skyvern); ``SKYVERN_EXAMPLE_PORTAL_URL`` (default
+``https://portal.example.com/login``); ``SKYVERN_EXAMPLE_POLL_INTERVAL`` (default 10 s).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import DAG, get_current_context, task
+
+from airflow_provider_skyvern.operators.browser_session import skyvern_browser_session
+from airflow_provider_skyvern.operators.download_files import SkyvernDownloadFilesOperator
+from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
+
+CREDENTIAL_ID = os.environ.get("SKYVERN_EXAMPLE_CREDENTIAL_ID", "cred_123456789")
+PORTAL_URL = os.environ.get("SKYVERN_EXAMPLE_PORTAL_URL", "https://portal.example.com/login")
+POLL_INTERVAL = float(os.environ.get("SKYVERN_EXAMPLE_POLL_INTERVAL", "10"))
+
+with DAG(
+    dag_id="skyvern_login_download",
+    schedule="@monthly",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    is_paused_upon_creation=False,
+    tags=["skyvern", "example"],
+):
+    # Setup "portal_session_create" opens the session; teardown "portal_session_close" closes it.
+    session = skyvern_browser_session("portal_session", timeout=30)
+
+    log_in = SkyvernLoginOperator(
+        task_id="log_in",
+        credential_type="skyvern",
+        credential_id=CREDENTIAL_ID,
+        url=PORTAL_URL,
+        browser_session_id=session.browser_session_id,
+        deferrable=True,
+        timeout=900,
+        poll_interval=POLL_INTERVAL,
+    )
+
+    invoices = SkyvernDownloadFilesOperator(
+        task_id="download_invoices",
+        navigation_goal="Open Billing > Invoices and download every invoice issued last month as PDF.",
+        browser_session_id=session.browser_session_id,  # the logged-in browser of log_in
+        download_timeout=120,
+        max_steps_per_run=15,
+        deferrable=True,
+        timeout=1800,
+        poll_interval=POLL_INTERVAL,
+        # Copying the files to object storage goes here (planned): artifacts_destination="s3://bucket/invoices/",
+    )
+
+    @task
+    def list_invoices() -> list[dict[str, Any]]:
+        """What a loader gets: one entry per downloaded file (URL, name, SHA-256, size in bytes)."""
+        files: list[dict[str, Any]] = (
+            get_current_context()["ti"].xcom_pull(task_ids="download_invoices", key="downloaded_files") or []
+        )
+        for file in files:
+            print(f"invoice {file['filename']}: {file['size']} bytes, sha256 {file['checksum']}")
+        return [{"filename": f["filename"], "checksum": f["checksum"], "size": f["size"]} for f in files]
+
+    session.create >> log_in >> invoices >> session.close
+    invoices >> list_invoices()

@@ -1,0 +1,220 @@
+"""The browser-session setup/teardown operators and their helper: the requests on the wire, parse-time checks,
+XComs, idempotent closing, a lost create answer, and the setup/teardown wiring of skyvern_browser_session."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from airflow.sdk import DAG
+
+from airflow_provider_skyvern.compat import AirflowFailException
+from airflow_provider_skyvern.exceptions import SkyvernError
+from airflow_provider_skyvern.operators.browser_session import (
+    SkyvernCloseBrowserSessionOperator,
+    SkyvernCreateBrowserSessionOperator,
+    skyvern_browser_session,
+)
+from tests.conftest import API_KEY, FastClock
+from tests.operator_support import FakeTaskInstance, make_context
+from tests.payloads import browser_session
+
+pytestmark = pytest.mark.usefixtures("skyvern_conn", "no_waits")
+
+
+@pytest.fixture
+def no_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    FastClock(monkeypatch)
+
+
+def session(session_id: str = "pbs_1", **fields: Any) -> dict[str, Any]:
+    return {**browser_session(session_id), "browser_address": "wss://cdp.example/pbs_1", **fields}
+
+
+# ---- create -----------------------------------------------------------------------------------------
+
+
+def test_create_sends_the_set_fields_and_pushes_the_session_id(
+    skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    post = skyvern.post("/v1/browser_sessions").respond(
+        200, json=session(timeout=240, app_url="https://app/pbs_1", warning="timeout capped at 240 minutes")
+    )
+    op = SkyvernCreateBrowserSessionOperator(
+        task_id="open",
+        timeout=240,
+        url="https://portal.example.com",
+        proxy_location="RESIDENTIAL_GB",
+        extensions=["ad-blocker"],
+        browser_type="chrome",
+        browser_profile_id="bp_1",
+    )
+    context = make_context()
+
+    assert op.execute(context) == "pbs_1"
+
+    assert json.loads(post.calls.last.request.content) == {
+        "timeout": 240,
+        "url": "https://portal.example.com",
+        "proxy_location": "RESIDENTIAL_GB",
+        "extensions": ["ad-blocker"],
+        "browser_type": "chrome",
+        "browser_profile_id": "bp_1",
+    }
+    assert context["ti"].xcoms == {
+        "browser_session_id": "pbs_1",
+        "browser_address": "wss://cdp.example/pbs_1",
+        "app_url": "https://app/pbs_1",
+    }
+    out = capsys.readouterr().out
+    assert "Skyvern: timeout capped at 240 minutes (browser session pbs_1)" in out
+    assert API_KEY not in out
+
+
+@pytest.mark.parametrize("timeout", [4, 241, 0, "60", 30.5, True])
+def test_a_timeout_outside_5_to_240_minutes_fails_the_parse_naming_the_field(timeout: Any) -> None:
+    with pytest.raises(ValueError, match="timeout") as caught:
+        SkyvernCreateBrowserSessionOperator(task_id="open", timeout=timeout)
+    assert str(caught.value) == (
+        f"SkyvernCreateBrowserSessionOperator(task_id='open') timeout: must be 5 to 240 minutes "
+        f"(an integer), got {timeout!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"extensions": ["popup-blocker"]}, "extensions: must be a list of ad-blocker, captcha-solver"),
+        ({"browser_type": "lynx"}, "browser_type: 'lynx' is not accepted"),
+        ({"url": "example.com"}, "url: 'example.com' is not a URL"),
+    ],
+)
+def test_other_bad_values_fail_the_parse_too(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SkyvernCreateBrowserSessionOperator(task_id="open", **kwargs)
+
+
+def test_a_templated_url_is_checked_after_rendering(skyvern: respx.MockRouter) -> None:
+    op = SkyvernCreateBrowserSessionOperator(task_id="open", url="{{ params.start }}")
+    op.render_template_fields({"params": {"start": "not a url"}})
+    with pytest.raises(AirflowFailException, match="url: 'not a url' is not a URL"):
+        op.execute(make_context())
+
+
+def test_a_refused_create_says_so(skyvern: respx.MockRouter) -> None:
+    skyvern.post("/v1/browser_sessions").respond(404, json={"detail": "Browser profile bp_9 not found"})
+    with pytest.raises(SkyvernError, match=r"^Opening a Skyvern browser session failed: .*bp_9 not found"):
+        SkyvernCreateBrowserSessionOperator(task_id="open").execute(make_context())
+
+
+def test_a_lost_create_answer_never_claims_no_session_and_lists_the_candidates(
+    skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    post = skyvern.post("/v1/browser_sessions").mock(side_effect=[httpx.ReadTimeout("timed out")])
+    now = datetime.now(timezone.utc).isoformat()
+    skyvern.get("/v1/browser_sessions").respond(
+        200,
+        json=[
+            session("pbs_new", created_at=now),
+            session("pbs_old", created_at="2026-01-01T00:00:00Z", status="completed"),
+        ],
+    )
+    context = make_context()
+
+    with pytest.raises(SkyvernError) as caught:
+        SkyvernCreateBrowserSessionOperator(task_id="open", timeout=30).execute(context)
+
+    assert "could not tell whether a Skyvern browser session was created" in str(caught.value)
+    assert "ends by itself after its timeout (30 minutes)" in str(caught.value)
+    assert post.call_count == 1  # never sent again: it may have opened one
+    out = capsys.readouterr().out
+    assert "opened since the lost request (one may be this task's): pbs_new (running)" in out
+    assert "pbs_old" not in out
+    assert context["ti"].xcoms == {}
+
+
+# ---- close ------------------------------------------------------------------------------------------
+
+
+def test_close_closes_and_logs_the_final_status(
+    skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    close = skyvern.post("/v1/browser_sessions/pbs_1/close").respond(
+        200, json={"message": "Browser session closed"}
+    )
+    skyvern.get("/v1/browser_sessions/pbs_1").respond(200, json=session(status="completed"))
+
+    SkyvernCloseBrowserSessionOperator(task_id="close", browser_session_id=" pbs_1 ").execute(make_context())
+
+    assert close.call_count == 1
+    assert close.calls.last.request.content == b""  # no body, as the SDK sends it
+    assert "Closed Skyvern browser session pbs_1 (completed)" in capsys.readouterr().out
+
+
+def test_a_session_skyvern_no_longer_knows_counts_as_closed(
+    skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    skyvern.post("/v1/browser_sessions/pbs_1/close").respond(
+        404, json={"detail": "Browser session pbs_1 not found"}
+    )
+    SkyvernCloseBrowserSessionOperator(task_id="close", browser_session_id="pbs_1").execute(make_context())
+    assert "Skyvern browser session pbs_1 not found" in capsys.readouterr().out
+
+
+def test_a_wrong_base_url_is_not_mistaken_for_a_closed_session(skyvern: respx.MockRouter) -> None:
+    skyvern.post("/v1/browser_sessions/pbs_1/close").respond(404, json={"detail": "Not Found"})
+    with pytest.raises(SkyvernError, match="no such endpoint"):
+        SkyvernCloseBrowserSessionOperator(task_id="close", browser_session_id="pbs_1").execute(
+            make_context()
+        )
+
+
+@pytest.mark.parametrize("rendered", ["None", "", "  "])
+def test_no_session_id_means_nothing_to_close(
+    skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str], rendered: str
+) -> None:
+    SkyvernCloseBrowserSessionOperator(task_id="close", browser_session_id=rendered).execute(make_context())
+    assert "No Skyvern browser session id to close" in capsys.readouterr().out
+    assert not [call for call in skyvern.calls if call.request.method == "POST"]
+
+
+def test_close_refuses_a_non_string_id_at_parse_time() -> None:
+    with pytest.raises(ValueError, match="browser_session_id: must be a session id string"):
+        SkyvernCloseBrowserSessionOperator(task_id="close", browser_session_id=42)
+
+
+# ---- the helper -------------------------------------------------------------------------------------
+
+
+def test_the_helper_makes_a_setup_and_its_teardown_linked_by_xcom_only() -> None:
+    with DAG("sessions", schedule=None):
+        tasks = skyvern_browser_session("portal", timeout=30)
+
+    assert (tasks.create.task_id, tasks.close.task_id) == ("portal_create", "portal_close")
+    assert tasks.create.is_setup
+    assert tasks.close.is_teardown
+    assert tasks.close.trigger_rule == "all_done_setup_success"
+    assert tasks.create.timeout == 30
+    assert tasks.close.upstream_task_ids == {"portal_create"}
+    assert tasks.browser_session_id == (
+        "{{ ti.xcom_pull(task_ids='portal_create', key='browser_session_id') }}"
+    )
+    assert tasks.close.browser_session_id == tasks.browser_session_id
+
+    tasks.close.render_template_fields({"ti": _ti_with(browser_session_id="pbs_5")})
+    assert tasks.close.browser_session_id == "pbs_5"
+
+
+def test_the_helper_checks_the_create_arguments_at_parse_time() -> None:
+    with DAG("sessions", schedule=None), pytest.raises(ValueError, match="timeout: must be 5 to 240"):
+        skyvern_browser_session("portal", timeout=600)
+
+
+def _ti_with(**xcoms: Any) -> FakeTaskInstance:
+    ti = FakeTaskInstance()
+    ti.xcoms.update(xcoms)
+    return ti
