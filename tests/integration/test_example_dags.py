@@ -24,11 +24,7 @@ EXAMPLES = Path(__file__).parents[2] / "example_dags"
 def skyvern_run(result: DagTestResult) -> dict[str, Any]:
     """The one run the emulator made, as Skyvern answers ``GET /v1/runs/{id}``."""
     (made,) = result.emulator_runs()  # the sensor starts no run of its own
-    response = result.emulator.control.get(
-        f"/v1/runs/{made['run_id']}", headers={"x-api-key": result.emulator.api_key}
-    )
-    response.raise_for_status()
-    return {**response.json(), "request": made.get("request")}
+    return {**result.skyvern_run(made["run_id"]), "request": made.get("request")}
 
 
 @pytest.fixture(scope="module")

@@ -124,3 +124,41 @@ def test_the_emulator_echoes_a_workflow_request_as_the_real_server_does(
     for key in ("status", "attempt", "retry_pending", "attempts", "run_type", "output"):
         assert key in seen["emulator"], key
     assert set(seen["real"]) - set(seen["emulator"]) <= {"browser_seed_source", "browser_settings_receipt"}
+
+
+def test_the_sensor_waits_for_a_real_run_started_without_waiting(
+    real_peer: Peer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Start now, wait later on the real server: the operator returns the run id at once, the sensor (poke
+    mode, then deferrable through the trigger) hands on the XComs the waiting operator would have."""
+    from airflow_provider_skyvern.sensors.skyvern import SkyvernRunSensor
+
+    set_connection(monkeypatch, host=real_peer.base_url, password=real_peer.api_key, extra={"max_retries": 2})
+    workflow_id = _wait_workflow(real_peer)
+    starter = SkyvernRunWorkflowOperator(
+        task_id="start",
+        workflow_id=workflow_id,
+        parameters={"report_date": f"2026-12-02-{uuid.uuid4().hex[:6]}"},
+        wait_for_completion=False,
+    )
+    run_id = starter.execute(make_context(FakeStateStore()))
+    assert run_id.startswith("wr_")
+
+    deferred_sensor = SkyvernRunSensor(task_id="wait", run_id=run_id, deferrable=True, poke_interval=1)
+    context = make_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        deferred_sensor.execute(context)  # the run has just started: the sensor defers
+    trigger = deferred.value.trigger
+    assert trigger.serialize()[1]["cancel_on_kill"] is False
+    (event,) = asyncio.run(_events(trigger))
+    returned = deferred_sensor.execute_complete(context, event)
+    xcoms = context["ti"].xcoms
+    print(f"\nreal run {run_id} waited by the sensor: event {event}, return value {returned}, XCom {xcoms}")
+    assert returned == {"pause_output": {"success": True}, "extracted_information": []}
+    assert xcoms["block_outputs"] == {"pause": {"success": True}}
+    assert (xcoms["status"], xcoms["attempt"], xcoms["run_id"]) == ("completed", 1, run_id)
+
+    poke_context = make_context()  # the same run, already over: poke mode answers at once
+    poked = SkyvernRunSensor(task_id="wait", run_id=run_id, poke_interval=0).execute(poke_context)
+    assert poked == returned
+    assert poke_context["ti"].xcoms["status"] == "completed"
