@@ -32,7 +32,13 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "Skyvern", "python-modules": ["airflow_provider_skyvern.hooks.skyvern"]}
         ],
         "operators": [
-            {"integration-name": "Skyvern", "python-modules": ["airflow_provider_skyvern.operators.skyvern"]}
+            {
+                "integration-name": "Skyvern",
+                "python-modules": [
+                    "airflow_provider_skyvern.operators.skyvern",
+                    "airflow_provider_skyvern.operators.artifacts",
+                ],
+            }
         ],
         "triggers": [
             {"integration-name": "Skyvern", "python-modules": ["airflow_provider_skyvern.triggers.skyvern"]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_skyvern.artifacts.manifest import (
     MANIFEST_NAME,
@@ -38,9 +38,9 @@ _LOG = logging.getLogger(__name__)
 
 
 class Logger(Protocol):
-    def info(self, msg: str, *args: object) -> None: ...
+    """A ``logging.Logger`` or an operator's ``self.log``."""
 
-    def warning(self, msg: str, *args: object) -> None: ...
+    def info(self, msg: str, /, *args: Any) -> Any: ...
 
 
 class ArtifactCopyError(SkyvernError):

@@ -28,12 +28,13 @@ def safe_name(untrusted: str | None, fallback: str = FALLBACK_NAME) -> str:
     """One path segment derived from ``untrusted``: its last component, cleaned, capped; never empty."""
     text = unicodedata.normalize("NFC", untrusted or "")
     text = _SEPARATORS.split(text)[-1]  # "../../etc/passwd" -> "passwd", "C:\\x" -> "x"
-    text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+    text = "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp"))
     text = _UNSAFE.sub("_", text)
     text = " ".join(text.split()).strip(" .")  # no leading dot (hidden, "..") nor trailing dot or space
     if not text:
         text = fallback
     stem, extension = _split_extension(text)
+    stem = stem.rstrip(" .") or fallback
     if stem.split(".")[0].lower() in _WINDOWS_DEVICES:
         stem = f"_{stem}"
     return _capped(stem, extension)
