@@ -14,6 +14,14 @@ from airflow.providers.common.compat.sdk import (
     BaseHook,
     TaskDeferred,
     conf,
+    get_hook_lineage_collector,
 )
 
-__all__ = ["AirflowException", "AirflowFailException", "BaseHook", "TaskDeferred", "conf"]
+__all__ = [
+    "AirflowException",
+    "AirflowFailException",
+    "BaseHook",
+    "TaskDeferred",
+    "conf",
+    "get_hook_lineage_collector",
+]

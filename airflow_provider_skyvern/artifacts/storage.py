@@ -13,6 +13,8 @@ from typing import IO
 
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_skyvern.compat import get_hook_lineage_collector
+
 StoragePath = ObjectStoragePath
 READ_CHUNK = 1024 * 1024
 
@@ -42,8 +44,9 @@ def size_and_sha256(path: ObjectStoragePath) -> tuple[int, str] | None:
 
 
 def _open(path: ObjectStoragePath, mode: str) -> IO[bytes]:
-    """``ObjectStoragePath.open`` is untyped; binary modes give a byte stream."""
-    stream: IO[bytes] = path.open(mode)  # type: ignore[no-untyped-call]
+    """The file system's own file object: ``ObjectStoragePath.open`` wraps every ``write`` call in a
+    lineage record (a third of the copy's CPU on a fast link); :meth:`StagedFile.commit` records it once."""
+    stream: IO[bytes] = path.fs.open(path.path, mode=mode)
     return stream
 
 
@@ -96,6 +99,7 @@ class StagedFile:
         if self.final.exists():
             self.final.unlink()
         self.part.rename(self.final)
+        get_hook_lineage_collector().add_output_asset(context=self.final, uri=str(self.final))
 
     def discard(self) -> None:
         self._close()
