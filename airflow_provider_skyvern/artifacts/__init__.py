@@ -7,7 +7,7 @@ Airflow's object storage).
 
 from __future__ import annotations
 
-from airflow_provider_skyvern.artifacts.copy import ArtifactCopyError, copy_run_artifacts
+from airflow_provider_skyvern.artifacts.copying import ArtifactCopyError, copy_run_artifacts
 from airflow_provider_skyvern.artifacts.manifest import CopiedFile, Manifest
 from airflow_provider_skyvern.artifacts.sources import DEFAULT_ARTIFACT_TYPES
 
