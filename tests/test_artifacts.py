@@ -239,3 +239,32 @@ def test_an_object_storage_path_destination_works_like_its_uri(
     assert manifest.files[0].uri == f"file://{tmp_path}/exports/tsk_9/downloads/a.txt"
     assert (destination / "tsk_9" / "downloads" / "a.txt").read_bytes() == b"hello"
     assert json.loads((destination / "tsk_9" / "manifest.json").read_text())["complete"] is True
+
+
+def test_a_stream_that_keeps_breaking_gives_up_after_the_retry_budget_naming_the_file(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path
+) -> None:
+    body = b"y" * 100_000
+    entry = _serve(files, "flaky.bin", body)
+    route = files.get(entry["url"].split("?")[0])
+
+    def one_more_byte(request: httpx.Request) -> httpx.Response:
+        if "range" not in request.headers:
+            return httpx.Response(200, stream=_Breaks(b"y"))
+        start = int(request.headers["range"].removeprefix("bytes=").rstrip("-"))
+        headers = {"content-range": f"bytes {start}-{len(body) - 1}/{len(body)}"}
+        return httpx.Response(206, headers=headers, stream=_Breaks(b"y"))
+
+    route.side_effect = one_more_byte
+
+    with pytest.raises(ArtifactCopyError) as raised:
+        copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    message = str(raised.value)
+    assert message.startswith(
+        f"Copying flaky.bin of Skyvern run wr_1 to file://{tmp_path}/wr_1/downloads/flaky.bin failed: "
+    )
+    assert "ReadError: connection reset by peer" in message
+    assert "gave up after 4 attempts" in message  # max_retries=3: bounded, not a loop
+    assert [c.request.headers.get("range") for c in route.calls] == [None, "bytes=1-", "bytes=2-", "bytes=3-"]
+    assert not list((tmp_path / "wr_1" / "downloads").iterdir())
