@@ -16,7 +16,8 @@ samples RSS every 5 ms in a thread while it copies the big file to a ``file://``
   verifies Skyvern's checksum must do (on loopback the client's CPU is the limit, and SHA-256 is a large
   part of it).
 
-The three rotate (each goes first in turn), ``--repeat`` times each; the medians and the ratios to the
+With ``--mbps N`` the emulator serves the big file at N MB/s, as a network link would: the case of a real
+S3 presigned URL, where the link and not the client's CPU is the limit. The three rotate (each goes first in turn), ``--repeat`` times each; the medians and the ratios to the
 baselines are printed. Goals: peak extra RSS of ours at most +50 MB; time ratio at most 1.2.
 """
 
@@ -100,10 +101,10 @@ print(json.dumps({"seconds": seconds, "extra_rss": peak[0] - base, "base_rss": b
 """
 
 
-def _finished_run(base_url: str, megabytes: float) -> str:
+def _finished_run(base_url: str, megabytes: float, mbps: float = 0.0) -> str:
     headers = {"x-api-key": API_KEY}
     body = {
-        "prompt": f"Download the export [emulator download_mb={megabytes:g} seconds=0.2]",
+        "prompt": f"Download the export [emulator download_mb={megabytes:g} download_mbps={mbps:g} seconds=0.2]",
         "url": "https://example.com",
     }
     run_id: str = http("POST", f"{base_url}/v1/run/tasks", body, headers)["run_id"]
@@ -121,6 +122,12 @@ def main() -> int:
     parser.add_argument("--mb", type=float, default=200.0, help="size of the download in MiB (default 200)")
     parser.add_argument("--repeat", type=int, default=5, help="measurements of each variant (default 5)")
     parser.add_argument("--quick", action="store_true", help="3 measurements each")
+    parser.add_argument(
+        "--mbps",
+        type=float,
+        default=0.0,
+        help="the emulator serves the download at this pace in MB/s, like a real link (default 0: as fast as it can)",
+    )
     args = parser.parse_args()
     repeat = 3 if args.quick else args.repeat
     print(banner("Copying a Skyvern download to object storage", sys.argv), flush=True)
@@ -131,7 +138,8 @@ def main() -> int:
         emulator_cmd = [sys.executable, "-m", "airflow_provider_skyvern.emulator", "--port", "0"]
         with Server([*emulator_cmd, "--api-key", API_KEY], env) as emulator:
             env["AIRFLOW_CONN_SKYVERN_DEFAULT"] = connection_json(emulator.base_url)
-            big, small = _finished_run(emulator.base_url, args.mb), _finished_run(emulator.base_url, 1)
+            big = _finished_run(emulator.base_url, args.mb, args.mbps)
+            small = _finished_run(emulator.base_url, 1)
             http("GET", f"{emulator.base_url}/v1/runs/{big}", headers={"x-api-key": API_KEY})  # checksum made
             for index in range(repeat):
                 order = variants[index % 3 :] + variants[: index % 3]

@@ -23,7 +23,7 @@ from pydantic import BaseModel, HttpUrl, ValidationError
 from starlette.concurrency import iterate_in_threadpool
 
 from airflow_provider_skyvern import __version__
-from airflow_provider_skyvern.emulator.blobs import RangeNotSatisfiable, byte_range
+from airflow_provider_skyvern.emulator.blobs import RangeNotSatisfiable, byte_range, paced
 from airflow_provider_skyvern.emulator.faults import (
     AFTER_CREATE_SCOPE_KEY,
     ASGIApp,
@@ -503,8 +503,11 @@ def _file_response(state: EmulatorState, request: Request, found: ArtifactFile) 
         headers["content-range"] = f"bytes {start}-{end - 1}/{blob.size}"
     status = 206 if span is not None else 200
     state.log_file_request({**log, "status": status})
+    chunks = blob.chunks(start, end)
+    if found.bytes_per_second:
+        chunks = paced(chunks, found.bytes_per_second)
     return StreamingResponse(
-        iterate_in_threadpool(blob.chunks(start, end)),
+        iterate_in_threadpool(chunks),
         status_code=status,
         media_type=found.media_type,
         headers=headers,

@@ -11,7 +11,8 @@ import functools
 import hashlib
 import random
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 BLOCK = 64 * 1024
@@ -81,6 +82,17 @@ def _pattern_sha256(seed: str, size: int) -> str:
     for chunk in PatternBlob(seed, size).chunks(0, size):
         digest.update(chunk)
     return digest.hexdigest()
+
+
+def paced(chunks: Iterable[bytes], bytes_per_second: float) -> Iterator[bytes]:
+    """``chunks`` no faster than ``bytes_per_second`` (runs in a worker thread: it may sleep)."""
+    started, sent = time.monotonic(), 0
+    for chunk in chunks:
+        yield chunk
+        sent += len(chunk)
+        ahead = sent / bytes_per_second - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
 
 
 class RangeNotSatisfiable(ValueError):

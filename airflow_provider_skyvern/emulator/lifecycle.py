@@ -26,6 +26,7 @@ DIRECTIVE_KEYS = (
     "download_mb",
     "files",
     "filename",
+    "download_mbps",
 )
 DEFAULT_RETRY_SECONDS = 2.0
 DEFAULT_STEPS = 5
@@ -57,6 +58,8 @@ class Plan:
     """How many generated downloads (with ``download_mb`` or ``filename``)."""
     filename: str | None = None
     """The name every generated download reports, as a website chose it (``filename="../../x"``)."""
+    download_mbps: float = 0.0
+    """Pace of the generated downloads in MB/s, as a real link would be (0: as fast as the server goes)."""
 
 
 def plan_from(texts: list[str], default_seconds: float, max_steps: int | None) -> Plan:
@@ -85,6 +88,7 @@ def plan_from(texts: list[str], default_seconds: float, max_steps: int | None) -
         _number(values, "download_mb", 0.0),
         max(1, int(_number(values, "files", 1))),
         values.get("filename"),
+        _number(values, "download_mbps", 0.0),
     )
 
 

@@ -205,6 +205,8 @@ class ArtifactFile:
     media_type: str
     blob: Blob
     url_seconds: int
+    bytes_per_second: float = 0.0
+    """Serve no faster than this (0: unpaced): ``[emulator download_mbps=N]``."""
 
 
 @dataclass
@@ -455,6 +457,7 @@ class EmulatorState:
                     "application/octet-stream",
                     PatternBlob(f"{run.run_id}/{k}", size) if size else BytesBlob(invoice_pdf(run.run_id)),
                     DEFAULT_URL_SECONDS,
+                    plan.download_mbps * 1e6,
                 )
                 for k in range(count)
             ]

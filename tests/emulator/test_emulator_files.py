@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 import httpx
 import pytest
@@ -89,3 +90,14 @@ def test_generated_bytes_do_not_depend_on_where_a_read_starts() -> None:
     assert byte_range("bytes=0-1,5-6", 10) is None  # several ranges: the whole file, as RFC 9110 allows
     with pytest.raises(RangeNotSatisfiable):
         byte_range("bytes=5-2", 10)
+
+
+def test_a_paced_download_goes_no_faster_than_asked(hook: SkyvernHook, clock: FakeClock) -> None:
+    (info,) = _download(hook, clock, "[emulator download_mb=2 download_mbps=20]")
+
+    started = time.monotonic()
+    body = httpx.get(info.url).content
+    elapsed = time.monotonic() - started
+
+    assert hashlib.sha256(body).hexdigest() == info.checksum
+    assert elapsed >= 2 * MIB / 20e6 * 0.9
