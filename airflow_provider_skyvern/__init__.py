@@ -40,6 +40,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_skyvern.operators.login",
                     "airflow_provider_skyvern.operators.download_files",
                     "airflow_provider_skyvern.operators.browser_session",
+                    "airflow_provider_skyvern.operators.artifacts",
                 ],
             }
         ],

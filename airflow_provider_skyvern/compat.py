@@ -16,6 +16,7 @@ from airflow.providers.common.compat.sdk import (
     BaseHook,
     TaskDeferred,
     conf,
+    get_hook_lineage_collector,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "BaseHook",
     "TaskDeferred",
     "conf",
+    "get_hook_lineage_collector",
 ]

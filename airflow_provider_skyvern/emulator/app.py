@@ -18,11 +18,13 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, HttpUrl, ValidationError
+from starlette.concurrency import iterate_in_threadpool
 
 from airflow_provider_skyvern import __version__
 from airflow_provider_skyvern.emulator import run_blocks
+from airflow_provider_skyvern.emulator.blobs import RangeNotSatisfiable, byte_range, paced
 from airflow_provider_skyvern.emulator.faults import (
     AFTER_CREATE_SCOPE_KEY,
     ASGIApp,
@@ -32,6 +34,7 @@ from airflow_provider_skyvern.emulator.faults import (
 from airflow_provider_skyvern.emulator.lifecycle import DirectiveError, Lifecycle, iso, plan_from
 from airflow_provider_skyvern.emulator.state import (
     RUN_TYPE_BY_ENGINE,
+    ArtifactFile,
     BrowserSessionRecord,
     EmulatedRun,
     EmulatorSettings,
@@ -402,14 +405,36 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
 
     # ---- files, the run page, and the controls ----------------------------------------------------------
 
-    @api.get("/_emulator/files/{artifact_id}/{filename}")
-    async def file(artifact_id: str, filename: str, expires: int = 0, sig: str = "") -> Response:
+    @api.get("/_emulator/files/{artifact_id}/{filename:path}")
+    async def file(
+        request: Request, artifact_id: str, filename: str, expires: int = 0, sig: str = ""
+    ) -> Response:
+        """A presigned URL, as S3 serves one: no API key, the signature in the query, Range honoured."""
         found = state.find_artifact(artifact_id)
         if found is None or found[1].filename != filename:
             raise SkyvernHTTPException(404, f"Artifact not found {artifact_id}")
         if not state.signature_ok(artifact_id, expires, sig):
             raise SkyvernHTTPException(403, "Invalid or expired signed URL")
-        return Response(found[1].content, media_type=found[1].media_type)
+        return _file_response(state, request, found[1])
+
+    @api.get("/v1/artifacts/{artifact_id}/content")
+    async def artifact_content(
+        request: Request,
+        artifact_id: str,
+        x_api_key: Annotated[str | None, Header()] = None,
+        expiry: int = 0,
+        sig: str = "",
+    ) -> Response:
+        """The artifact's bytes: with the API key, or a signed ``?expiry=&sig=`` URL (API.md §2)."""
+        if sig:
+            if not state.signature_ok(artifact_id, expiry, sig):
+                raise SkyvernHTTPException(403, "Invalid or expired signed URL")
+        else:
+            authorized(x_api_key)
+        found = state.find_artifact(artifact_id)
+        if found is None:
+            raise SkyvernHTTPException(404, f"Artifact not found {artifact_id}")
+        return _file_response(state, request, found[1])
 
     @api.get("/runs/{run_id}", response_class=HTMLResponse)
     async def run_page(request: Request, run_id: str) -> str:
@@ -458,6 +483,11 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
     async def emulator_requests() -> dict[str, Any]:
         return {"requests": list(state.requests)}
 
+    @api.get("/_emulator/file_requests")
+    async def emulator_file_requests() -> dict[str, Any]:
+        """Every file download asked for: its path, ``Range`` header, status, whether a key came along."""
+        return {"file_requests": list(state.file_requests)}
+
     @api.get("/_emulator/faults")
     async def list_faults() -> dict[str, Any]:
         return {"faults": [rule.model_dump() for rule in state.faults.active()]}
@@ -481,6 +511,37 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         state.log_request(method, path, f"fault: {what}")
 
     return FaultMiddleware(api, state.faults, on_fault), state
+
+
+def _file_response(state: EmulatorState, request: Request, found: ArtifactFile) -> Response:
+    """The file, or the part a ``Range: bytes=...`` header asks for (206), or 416 outside the file."""
+    blob, header = found.blob, request.headers.get("range")
+    log = {
+        "artifact_id": found.artifact_id,
+        "path": request.url.path,
+        "range": header,
+        "api_key_sent": "x-api-key" in request.headers,
+    }
+    try:
+        span = byte_range(header, blob.size)
+    except RangeNotSatisfiable:
+        state.log_file_request({**log, "status": 416})
+        return Response(status_code=416, headers={"content-range": f"bytes */{blob.size}"})
+    start, end = span or (0, blob.size)
+    headers = {"accept-ranges": "bytes", "content-length": str(end - start)}
+    if span is not None:
+        headers["content-range"] = f"bytes {start}-{end - 1}/{blob.size}"
+    status = 206 if span is not None else 200
+    state.log_file_request({**log, "status": status})
+    chunks = blob.chunks(start, end)
+    if found.bytes_per_second:
+        chunks = paced(chunks, found.bytes_per_second)
+    return StreamingResponse(
+        iterate_in_threadpool(chunks),
+        status_code=status,
+        media_type=found.media_type,
+        headers=headers,
+    )
 
 
 async def _deliver_webhook(

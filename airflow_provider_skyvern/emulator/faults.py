@@ -2,7 +2,8 @@
 
 A rule matches requests by method and path glob and fires for the next ``times`` matches (or forever),
 each with probability ``rate``. A fired rule adds ``latency``, answers ``status`` with Skyvern's own
-error body for it, drops the connection (``reset``), or, with ``after_create``, lets the request do its
+error body for it, drops the connection (``reset``), cuts a response body after ``break_after`` bytes
+(a download broken mid-stream, for resume tests), or, with ``after_create``, lets the request do its
 work first (a run is created) and only then answers the error: the "500 after the run was created" case.
 """
 
@@ -43,6 +44,8 @@ class FaultRule(BaseModel):
     after_create: bool = False
     retry_after: float | None = None
     body: dict[str, Any] | None = None
+    break_after: int | None = Field(default=None, ge=0)
+    """Send this many bytes of the real body, then drop the connection."""
 
     def matches(self, method: str, path: str) -> bool:
         return fnmatch.fnmatch(method.upper(), self.method.upper()) and fnmatch.fnmatch(path, self.path)
@@ -136,6 +139,11 @@ class FaultMiddleware:
         if delay:
             await asyncio.sleep(delay)
         failing = next((rule for rule in fired if rule.status is not None or rule.reset), None)
+        cut = next((rule.break_after for rule in fired if rule.break_after is not None), None)
+        if failing is None and cut is not None:
+            self.on_fault(method, path, f"body cut after {cut} bytes")
+            await self.app(scope, receive, _cutting(send, cut, f"{method} {path}"))
+            return
         if failing is None:
             await self.app(scope, receive, send)
             return
@@ -159,6 +167,23 @@ class FaultMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _cutting(send: Send, limit: int, what: str) -> Send:
+    """``send`` that passes ``limit`` body bytes, then drops the connection (the headers promised more)."""
+    sent = 0
+
+    async def cut_send(message: Message) -> None:
+        nonlocal sent
+        if message["type"] == "http.response.body":
+            body = message.get("body", b"")
+            if sent + len(body) >= limit and message.get("more_body", False):
+                await send({"type": "http.response.body", "body": body[: limit - sent], "more_body": True})
+                raise ConnectionDropped(f"emulated stream break after {limit} bytes of {what}")
+            sent += len(body)
+        await send(message)
+
+    return cut_send
 
 
 async def _discard(message: Message) -> None:

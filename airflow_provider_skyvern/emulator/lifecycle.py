@@ -7,6 +7,7 @@ the emulator needs no background task and tests can drive it with a fake clock.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal, get_args
@@ -15,7 +16,18 @@ from airflow_provider_skyvern.models import RunStatus
 
 Outcome = Literal["completed", "failed", "terminated", "timed_out", "canceled", "paused", "slow"]
 OUTCOMES: tuple[str, ...] = get_args(Outcome)
-DIRECTIVE_KEYS = ("outcome", "seconds", "steps", "create_seconds", "attempts", "retry_seconds")
+DIRECTIVE_KEYS = (
+    "outcome",
+    "seconds",
+    "steps",
+    "create_seconds",
+    "attempts",
+    "retry_seconds",
+    "download_mb",
+    "files",
+    "filename",
+    "download_mbps",
+)
 DEFAULT_RETRY_SECONDS = 2.0
 DEFAULT_STEPS = 5
 DIRECTIVE = re.compile(r"\[emulator(?P<body>[^\]]*)\]")
@@ -40,6 +52,14 @@ class Plan:
     """A workflow retry policy: every attempt but the last ends ``failed`` with a retry pending."""
     retry_seconds: float = DEFAULT_RETRY_SECONDS
     """How long a failed attempt waits (``retry_pending``, ``next_attempt_at``) before the next starts."""
+    download_mb: float = 0.0
+    """Size of each generated download in MiB (``download_mb=200``); 0 keeps the small invoice or CSV."""
+    files: int = 1
+    """How many generated downloads (with ``download_mb`` or ``filename``)."""
+    filename: str | None = None
+    """The name every generated download reports, as a website chose it (``filename="../../x"``)."""
+    download_mbps: float = 0.0
+    """Pace of the generated downloads in MB/s, as a real link would be (0: as fast as the server goes)."""
 
 
 def plan_from(texts: list[str], default_seconds: float, max_steps: int | None) -> Plan:
@@ -65,12 +85,22 @@ def plan_from(texts: list[str], default_seconds: float, max_steps: int | None) -
         _number(values, "create_seconds", 0.0),
         attempts,
         _number(values, "retry_seconds", DEFAULT_RETRY_SECONDS),
+        _number(values, "download_mb", 0.0),
+        max(1, int(_number(values, "files", 1))),
+        values.get("filename"),
+        _number(values, "download_mbps", 0.0),
     )
 
 
 def _parse_pairs(body: str) -> dict[str, str]:
     values = {}
-    for token in body.split():
+    lexer = shlex.shlex(body, posix=True)  # filename="my invoice.pdf" keeps its space
+    lexer.whitespace_split, lexer.commenters, lexer.escape = True, "", ""  # and C:\x its backslash
+    try:
+        tokens = list(lexer)
+    except ValueError as exc:
+        raise DirectiveError(f"emulator directive: {exc}") from None
+    for token in tokens:
         key, sep, value = token.partition("=")
         if not sep or key not in DIRECTIVE_KEYS:
             raise DirectiveError(

@@ -9,10 +9,12 @@ import json
 import secrets
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_provider_skyvern.emulator.blobs import Blob, BytesBlob, PatternBlob
 from airflow_provider_skyvern.emulator.content import (
     invoice_pdf,
     output_csv,
@@ -196,14 +198,22 @@ class EmulatedRun:
         return echoed
 
 
+ARTIFACTS_PER_RUN = 100
+"""Artifact ids are ``a_<run number * 100 + k>``: a run's artifact is found from its id alone."""
+FIRST_DOWNLOAD, FIRST_EXTRA = 4, 60
+MEBIBYTE = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class ArtifactFile:
     artifact_id: str
     artifact_type: str
     filename: str
     media_type: str
-    content: bytes
+    blob: Blob
     url_seconds: int
+    bytes_per_second: float = 0.0
+    """Serve no faster than this (0: unpaced): ``[emulator download_mbps=N]``."""
 
 
 @dataclass
@@ -222,6 +232,7 @@ class EmulatorState:
     runs: dict[str, EmulatedRun] = field(default_factory=dict)
     sessions: dict[str, BrowserSessionRecord] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    file_requests: list[dict[str, Any]] = field(default_factory=list)
     faults: Faults = field(init=False)
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(FIRST_ID + 1))
@@ -241,11 +252,16 @@ class EmulatorState:
             self.runs.clear()
             self.sessions.clear()
             self.requests.clear()
+            self.file_requests.clear()
             self.faults.clear()
 
     def log_request(self, method: str, path: str, status: int | str) -> None:
         with self.lock:
             self.requests.append({"method": method, "path": path, "status": status, "at": iso(self.now())})
+
+    def log_file_request(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.file_requests.append({**entry, "at": iso(self.now())})
 
     # ---- runs as Skyvern returns them ---------------------------------------------------------------
 
@@ -397,18 +413,19 @@ class EmulatorState:
     # ---- artifacts ------------------------------------------------------------------------------------
 
     def artifacts(self, run: EmulatedRun, state: RunState | None = None) -> list[ArtifactFile]:
-        """The files of a run that has ended after starting: recording, 2 final screenshots, a download."""
+        """The files of a run that has ended after starting: recording, 2 final screenshots, the downloads
+        of a completed run, and one artifact of each other kind a run leaves (HAR, page PDF, HTML, log)."""
         state = state or run.lifecycle.state_at(self.now())
         if not state.is_terminal or state.started_at is None:
             return []
-        number = run.number * 10
+        number = run.number * ARTIFACTS_PER_RUN
         files = [
             ArtifactFile(
                 f"a_{number + 1}",
                 "recording",
                 "recording.webm",
                 "video/webm",
-                recording_webm(),
+                BytesBlob(recording_webm()),
                 SENSITIVE_URL_SECONDS,
             ),
             *(
@@ -417,27 +434,67 @@ class EmulatorState:
                     "screenshot_final",
                     f"screenshot_{k - 1}.png",
                     "image/png",
-                    screenshot_png(f"{run.run_id}/{k}"),
+                    BytesBlob(screenshot_png(f"{run.run_id}/{k}")),
                     SENSITIVE_URL_SECONDS,
                 )
                 for k in (2, 3)
             ),
         ]
-        if state.status == "completed" and run.block != "login":  # a login downloads nothing
-            prompt = str(run.request.get("prompt") or run.request.get("navigation_goal") or "").lower()
-            if run.block == "file_download" or "invoice" in prompt or "download" in prompt:
-                download = ("invoice.pdf", "application/pdf", invoice_pdf(run.run_id))
-            else:
-                download = ("extracted.csv", "text/csv", output_csv(self._output(run, state)))
-            files.append(ArtifactFile(f"a_{number + 4}", "download", *download, DEFAULT_URL_SECONDS))
+        if state.status == "completed":
+            files += self._downloads(run, state, number + FIRST_DOWNLOAD)
+        extras: tuple[tuple[str, str, str, bytes], ...] = (
+            ("har", "network.har", "application/json", b'{"log": {"version": "1.2", "entries": []}}'),
+            ("pdf", "page.pdf", "application/pdf", invoice_pdf(run.run_id)),
+            (
+                "html",
+                "page.html",
+                "text/html",
+                f"<html><body>Emulated page {run.run_id}</body></html>".encode(),
+            ),
+            ("skyvern_log", "skyvern.log", "text/plain", f"emulated log of {run.run_id}\n".encode()),
+        )
+        for k, (kind, name, media_type, content) in enumerate(extras):
+            extra_id = f"a_{number + FIRST_EXTRA + k}"
+            files.append(
+                ArtifactFile(extra_id, kind, name, media_type, BytesBlob(content), DEFAULT_URL_SECONDS)
+            )
         return files
+
+    def _downloads(self, run: EmulatedRun, state: RunState, first_id: int) -> list[ArtifactFile]:
+        """``[emulator download_mb=N files=K filename=X]`` asks for K generated files (all named X when
+        given); otherwise an invoice PDF for download runs and prompts about invoices or downloads, else
+        the output as CSV. A login run downloads nothing."""
+        if run.block == "login":
+            return []
+        plan = run.lifecycle.plan
+        if plan.download_mb > 0 or plan.filename is not None:
+            size = int(plan.download_mb * MEBIBYTE)
+            count = min(plan.files, FIRST_EXTRA - FIRST_DOWNLOAD)
+            return [
+                ArtifactFile(
+                    f"a_{first_id + k}",
+                    "download",
+                    plan.filename if plan.filename is not None else f"download-{k + 1}.bin",
+                    "application/octet-stream",
+                    PatternBlob(f"{run.run_id}/{k}", size) if size else BytesBlob(invoice_pdf(run.run_id)),
+                    DEFAULT_URL_SECONDS,
+                    plan.download_mbps * 1e6,
+                )
+                for k in range(count)
+            ]
+        prompt = str(run.request.get("prompt") or run.request.get("navigation_goal") or "").lower()
+        if run.block == "file_download" or "invoice" in prompt or "download" in prompt:
+            download = ("invoice.pdf", "application/pdf", BytesBlob(invoice_pdf(run.run_id)))
+        else:
+            download = ("extracted.csv", "text/csv", BytesBlob(output_csv(self._output(run, state))))
+        return [ArtifactFile(f"a_{first_id}", "download", *download, DEFAULT_URL_SECONDS)]
 
     def find_artifact(self, artifact_id: str) -> tuple[EmulatedRun, ArtifactFile] | None:
         try:
             number = int(artifact_id.removeprefix("a_"))
         except ValueError:
             return None
-        run = next((r for r in self.runs.values() if r.number == number // 10), None)
+        run = next((r for r in self.runs.values() if r.number == number // ARTIFACTS_PER_RUN), None)
         if run is None:
             return None
         found = next((f for f in self.artifacts(run) if f.artifact_id == artifact_id), None)
@@ -455,8 +512,8 @@ class EmulatorState:
             "run_id": run.run_id,
             "task_id": None if run.is_workflow else run.run_id,
             "workflow_run_id": run.run_id if run.is_workflow else None,
-            "checksum": hashlib.sha256(file.content).hexdigest(),
-            "file_size": len(file.content),
+            "checksum": file.blob.sha256,
+            "file_size": file.blob.size,
             "signed_url": self.signed_url(file, base_url),
             "archived": False,
         }
@@ -464,16 +521,17 @@ class EmulatorState:
     def _file_info(self, file: ArtifactFile, base_url: str) -> dict[str, Any]:
         return {
             "url": self.signed_url(file, base_url),
-            "checksum": hashlib.sha256(file.content).hexdigest(),
+            "checksum": file.blob.sha256,
             "filename": file.filename,
-            "file_size": len(file.content),
+            "file_size": file.blob.size,
             "artifact_id": file.artifact_id,
         }
 
     def signed_url(self, file: ArtifactFile, base_url: str) -> str:
         """A fresh presigned URL on every read, as Skyvern mints them; it expires like the real ones."""
         expires = int(self.now()) + file.url_seconds
-        return f"{base_url}/_emulator/files/{file.artifact_id}/{file.filename}?expires={expires}&sig={self._sign(file.artifact_id, expires)}"
+        name = urllib.parse.quote(file.filename, safe="")  # a website's name may hold "/" or "?"
+        return f"{base_url}/_emulator/files/{file.artifact_id}/{name}?expires={expires}&sig={self._sign(file.artifact_id, expires)}"
 
     def signature_ok(self, artifact_id: str, expires: int, sig: str) -> bool:
         return hmac.compare_digest(self._sign(artifact_id, expires), sig) and expires >= self.now()

@@ -2,7 +2,9 @@
 
 The one place that decides retryability. Skyvern has no idempotency key on run creation, so a
 run-creating POST is retried only when no run can have been created: the connection was never
-established, 429, or a 503 whose body says so. Reads and cancels retry on every transient failure. All
+established, 429, or a 503 whose body says so. Reads and cancels retry on every transient failure; a file
+download is a read, so a stream that breaks mid-body (a transport error) is retried, and the hook resumes
+it with ``Range`` from the bytes already received; a refused presigned URL (403) is not. All
 waits use exponential backoff with jitter, or the server's ``Retry-After`` when it sends one; every wait
 and every attempt is bounded by the call's :class:`CallBudget`.
 """

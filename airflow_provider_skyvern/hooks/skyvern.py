@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 import anyio
@@ -30,6 +30,7 @@ from airflow_provider_skyvern.compat import BaseHook
 from airflow_provider_skyvern.exceptions import (
     SkyvernAuthError,
     SkyvernError,
+    SkyvernHTTPError,
     SkyvernNotFoundError,
     SkyvernResponseError,
     SkyvernTransportError,
@@ -72,6 +73,9 @@ KILL_CANCEL_TIMEOUT = 3.0
 """A cancel sent while the task is being killed: one attempt, well inside the supervisor's 5 s grace."""
 USER_AGENT = f"airflow-provider-skyvern/{__version__}"
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]", "0.0.0.0")  # noqa: S104 - a host name, not a bind
+DOWNLOAD_TIME_BUDGET = 24 * 3600.0
+"""A download's retries stop at the connection's ``max_retries``; time alone (each read has its own
+``request_timeout``) stops them only after this long, or at the caller's ``deadline``."""
 # Errors httpx raises before any byte of the request left this machine: a retry cannot duplicate work.
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -135,6 +139,27 @@ class ApiKeyAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return "ApiKeyAuth(x-api-key=***)"
+
+
+class DownloadSink(Protocol):
+    """Where :meth:`SkyvernHook.download` puts the bytes; it asks a resumed request from ``size`` on."""
+
+    @property
+    def size(self) -> int:
+        """Bytes received so far (the next attempt asks for ``Range: bytes=<size>-``)."""
+        ...
+
+    def write(self, chunk: bytes) -> None: ...
+
+    def restart(self) -> None:
+        """The server sends the whole file again (it ignored the Range): drop every byte received."""
+        ...
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its query and fragment: presigned URLs carry their signature there."""
+    parts = urlsplit(url)
+    return parts._replace(query="", fragment="").geturl()
 
 
 def _base_url(host: str | None, port: int | None) -> str:
@@ -397,6 +422,85 @@ class SkyvernHook(BaseHook):
             except httpx.TransportError as exc:
                 raise _transport_error(api_call, exc, settings.base_url) from None
         _raise_for_status(api_call, response, settings.base_url)
+
+    # ---- files --------------------------------------------------------------------------------------
+
+    def download(
+        self,
+        url: str,
+        sink: DownloadSink,
+        *,
+        deadline: float | None = None,
+    ) -> None:
+        """
+        Stream ``url`` (a run's presigned file URL) into ``sink``, one network read (64 KiB) at a time.
+
+        A stream that breaks is resumed with ``Range: bytes=<sink.size>-`` under the hook's retry policy
+        (a 206 continues, a 200 starts over through ``sink.restart()``). The API key goes only to the
+        Skyvern API itself (``<base URL>/v1/...``, e.g. ``/v1/artifacts/{id}/content``); a presigned URL
+        on any other host or path gets no key and may redirect. Errors name the URL without its query.
+        """
+        settings = self.settings
+        client = self.get_conn()
+        target = urlsplit(url)
+        if target.scheme not in ("http", "https"):
+            raise SkyvernError(
+                f"Skyvern file {redacted_url(url)} is not reachable over HTTP (a self-hosted Skyvern with "
+                "local storage hands out file:// URIs): configure S3 or Azure storage on the server"
+            )
+        to_api = _is_api_url(url, settings.base_url)
+        shown = redacted_url(url)
+        budget = CallBudget.start(self.clock, DOWNLOAD_TIME_BUDGET, deadline)
+        retrying = Retrying(
+            sleep=self.clock.sleep,
+            **retry_arguments(
+                creates=False, max_retries=settings.max_retries, budget=budget, logger=self.log
+            ),
+        )
+
+        def attempt() -> None:
+            offset = sink.size
+            # identity: a Range counts encoded bytes, so a compressed body could not be resumed
+            headers = {"Accept-Encoding": "identity"}
+            if offset:
+                headers["Range"] = f"bytes={offset}-"
+            if offset:
+                self.log.info("Resuming the download of %s at byte %d", shown, offset)
+            try:
+                with client.stream(
+                    "GET",
+                    url,
+                    headers=headers,
+                    timeout=budget.attempt_timeout(settings.request_timeout),
+                    auth=httpx.USE_CLIENT_DEFAULT if to_api else None,
+                    follow_redirects=not to_api,
+                ) as response:
+                    if _already_complete(response, offset):
+                        return
+                    if not response.is_success:
+                        response.read()
+                        raise _download_error(shown, response)
+                    if response.status_code == 206 and not _starts_at(response, offset):
+                        sink.restart()  # not the part asked for: the next attempt asks for the whole file
+                        raise httpx.RemoteProtocolError(f"asked for bytes {offset}-, answered another range")
+                    if offset and response.status_code != 206:
+                        sink.restart()  # the server ignored the Range and sends the whole file again
+                    _pour(response, sink)
+                    if response.status_code == 206 and not _range_reached_end(response, sink.size):
+                        raise httpx.RemoteProtocolError(
+                            f"the body ended at byte {sink.size}, short of its range"
+                        )
+            except httpx.TransportError as exc:
+                raise SkyvernTransportError("GET", shown, exc, request_sent=True) from None
+
+        try:
+            retrying(attempt)
+        except SkyvernError as exc:
+            raise _gave_up(exc, retrying.statistics, budget) from None
+
+    def artifact_content_url(self, artifact_id: str) -> str:
+        """``<base URL>/v1/artifacts/{id}/content``: the artifact's bytes, sent only with the API key."""
+        return f"{self.settings.base_url}/v1/artifacts/{_path_id(artifact_id, 'artifact_id')}/content"
 
     # ---- endpoints (sync) ---------------------------------------------------------------------------
 
@@ -681,6 +785,59 @@ def _close_session_call(browser_session_id: str) -> ApiCall[None]:
 
 
 # ---- response handling --------------------------------------------------------------------------------
+
+
+def _is_api_url(url: str, base_url: str) -> bool:
+    """Same scheme, host and port as the connection and a path under its ``/v1``: the key may go there."""
+    target, base = urlsplit(url), urlsplit(base_url)
+    same_origin = (target.scheme, target.netloc.lower()) == (base.scheme, base.netloc.lower())
+    return same_origin and target.path.startswith(base.path.rstrip("/") + "/v1/")
+
+
+def _content_range(response: httpx.Response) -> tuple[int | None, int | None, int | None]:
+    """``Content-Range: bytes a-b/n`` (or ``bytes */n``) as (a, b, n); unknown parts are None."""
+    value = response.headers.get("content-range", "")
+    unit, _, spec = value.partition(" ")
+    if unit.strip().lower() != "bytes":
+        return None, None, None
+    span, _, total = spec.partition("/")
+    size = int(total) if total.strip().isdigit() else None
+    first, _, last = span.partition("-")
+    if first.strip().isdigit() and last.strip().isdigit():
+        return int(first), int(last), size
+    return None, None, size
+
+
+def _pour(response: httpx.Response, sink: DownloadSink) -> None:
+    """The body into ``sink`` piece by piece, as httpcore reads it (at most 64 KiB each): writing a piece
+    while it is still in the CPU's cache costs less than gathering 1 MiB first (bench/README.md)."""
+    for piece in response.iter_bytes():
+        sink.write(piece)
+
+
+def _download_error(shown_url: str, response: httpx.Response) -> SkyvernHTTPError:
+    """A file server's refusal (S3 answers XML): the status and a trimmed body, never the query."""
+    return http_error_class(response.status_code)(
+        "GET",
+        shown_url,
+        response.status_code,
+        describe_error_body(_json_or_none(response), response.text),
+        retry_after=_retry_after(response),
+    )
+
+
+def _starts_at(response: httpx.Response, offset: int) -> bool:
+    return _content_range(response)[0] == offset
+
+
+def _range_reached_end(response: httpx.Response, size: int) -> bool:
+    _, last, _ = _content_range(response)
+    return last is None or size >= last + 1
+
+
+def _already_complete(response: httpx.Response, offset: int) -> bool:
+    """A 416 to ``bytes=<offset>-`` whose ``Content-Range: bytes */<offset>`` says nothing is left."""
+    return bool(offset) and response.status_code == 416 and _content_range(response)[2] == offset
 
 
 def _request_arguments(api_call: ApiCall[Any]) -> dict[str, Any]:

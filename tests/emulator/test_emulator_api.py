@@ -145,9 +145,13 @@ def test_artifacts_endpoint_filters_by_type_and_serves_single_artifacts(
 
     assert sorted(a.artifact_type.value for a in every) == [
         "download",
+        "har",
+        "html",
+        "pdf",
         "recording",
         "screenshot_final",
         "screenshot_final",
+        "skyvern_log",
     ]
     assert [a.artifact_type.value for a in screenshots] == ["screenshot_final"] * 2
     assert single.artifact_id == screenshots[0].artifact_id
