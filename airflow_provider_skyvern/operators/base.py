@@ -36,12 +36,25 @@ class SkyvernRunFailedError(AirflowException):
     """The Skyvern run ended failed, terminated, canceled or timed out, or did not finish in time."""
 
 
+RUN_TEMPLATE_FIELDS = ("artifacts_destination",)
+"""Templated on every run operator (subclasses add them to their own ``template_fields``)."""
+
+
 class SkyvernRunOperatorBase(BaseOperator):
     """
     Start one Skyvern run, wait for it (in the triggerer or blocking), return its output.
 
     Subclasses implement :meth:`_run_kind` (the rendered request), :meth:`_check_given` (the checks DAG
     parsing can make) and may add XComs (:meth:`_extra_xcoms`) and output checks (:meth:`_check_output`).
+
+    Every run operator also takes (documented here once):
+
+    :param artifacts_destination: copy the run's downloaded files, recording and screenshots there when
+        it ends (a URI such as ``s3://bucket/prefix``, ``file:///data`` or an ``ObjectStoragePath``;
+        templated): streamed, resumed, checked against Skyvern's SHA-256, under ``<run_id>/``; XCom
+        ``artifacts`` then holds the manifest (durable URIs) instead of expiring URLs. A failed copy fails
+        the task naming the file; its retry copies again without starting a new Skyvern run.
+    :param artifacts_conn_id: Airflow connection of the object store, for a destination given as a URI.
     """
 
     checked_arguments: ClassVar[tuple[str, ...]] = ()
@@ -59,9 +72,22 @@ class SkyvernRunOperatorBase(BaseOperator):
         reattach: bool,
         cancel_on_kill: bool,
         skyvern_conn_id: str = DEFAULT_CONN_ID,
+        artifacts_destination: Any = None,
+        artifacts_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if (
+            isinstance(artifacts_destination, str)
+            and not check.is_unresolved(artifacts_destination)
+            and "://" not in artifacts_destination
+        ):
+            raise ValueError(
+                f"{type(self).__name__}(task_id={self.task_id!r}) artifacts_destination: "
+                f"{artifacts_destination!r} is not a URI; use e.g. 'file:///data/skyvern' or 's3://bucket/prefix'"
+            )
+        self.artifacts_destination = artifacts_destination
+        self.artifacts_conn_id = artifacts_conn_id
         self.wait_for_completion = wait_for_completion
         self.timeout = timeout
         self.poll_interval = poll_interval
@@ -309,16 +335,44 @@ class SkyvernRunOperatorBase(BaseOperator):
         self._push(context, {**result_xcoms(run), **self._extra_xcoms(run)})
         self._active_run_id = None
         story.log_story(self.hook, run, self.log)
+        copy_failed = self._copy_artifacts(context, run, ledger)
         if run.status is not RunStatus.completed:
             ledger.clear()
             log_full_reason(run, self.log)
             raise SkyvernRunFailedError(failure_message(run))
+        if copy_failed is not None:
+            raise copy_failed
         try:
             self._check_output(context, run)
         finally:
             ledger.clear()
         self.log.info("Skyvern run %s completed in %s steps", run.run_id, run.step_count)
         return run.output
+
+    def _copy_artifacts(self, context: Any, run: RunResponse, ledger: SubmissionLedger) -> Exception | None:
+        """
+        Copy the run's files when asked; the error to raise if that failed. The run stays remembered then,
+        so a retry reattaches to it and copies again (skipping what is there) instead of starting a run;
+        where no retry could find the run, the failure is final and says how to recover.
+        """
+        if self.artifacts_destination is None:
+            return None
+        from airflow_provider_skyvern.artifacts import ArtifactCopyError, copy_run_artifacts
+
+        try:
+            manifest = copy_run_artifacts(
+                self.hook, run, self.artifacts_destination, conn_id=self.artifacts_conn_id, log=self.log
+            )
+        except ArtifactCopyError as exc:
+            self.log.error("%s", exc)
+            if self._next_try_can_reattach(context, ledger):
+                return SkyvernRunFailedError(f"{exc}; a retry copies again, without a new Skyvern run")
+            return AirflowFailException(
+                f"{exc}; no retry can find this run again: copy its files with "
+                f"SkyvernCopyArtifactsOperator(run_id={run.run_id!r}), clearing this task would start a new run"
+            )
+        self._push(context, {"artifacts": manifest.to_xcom()})
+        return None
 
     def _cancel(self, run_id: str) -> str:
         from airflow_provider_skyvern.operators.claim import cancel_run

@@ -15,7 +15,7 @@ from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.compat import conf
 from airflow_provider_skyvern.enums import ProxyLocation
 from airflow_provider_skyvern.operators import validation as check
-from airflow_provider_skyvern.operators.base import SkyvernRunOperatorBase
+from airflow_provider_skyvern.operators.base import RUN_TEMPLATE_FIELDS, SkyvernRunOperatorBase
 
 if TYPE_CHECKING:
     from airflow_provider_skyvern.models import RunResponse
@@ -31,6 +31,7 @@ COMMON_TEMPLATE_FIELDS = (
     "browser_address",
     "extra_http_headers",
     "user_agent",
+    *RUN_TEMPLATE_FIELDS,
 )
 COMMON_RENDERERS = {"extra_http_headers": "json"}
 COMMON_CHECKED = (

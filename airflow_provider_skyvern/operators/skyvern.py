@@ -17,7 +17,11 @@ from pydantic import ValidationError
 from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.compat import conf
 from airflow_provider_skyvern.operators import validation as check
-from airflow_provider_skyvern.operators.base import SkyvernRunFailedError, SkyvernRunOperatorBase
+from airflow_provider_skyvern.operators.base import (
+    RUN_TEMPLATE_FIELDS,
+    SkyvernRunFailedError,
+    SkyvernRunOperatorBase,
+)
 from airflow_provider_skyvern.requests import TaskRunRequest
 
 if TYPE_CHECKING:
@@ -93,6 +97,7 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
         "extra_http_headers",
         "browser_address",
         "run_with",
+        *RUN_TEMPLATE_FIELDS,
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "prompt": "md",

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.compat import conf
 from airflow_provider_skyvern.operators import validation as check
-from airflow_provider_skyvern.operators.base import SkyvernRunOperatorBase
+from airflow_provider_skyvern.operators.base import RUN_TEMPLATE_FIELDS, SkyvernRunOperatorBase
 from airflow_provider_skyvern.workflow_requests import WorkflowRunRequest
 
 if TYPE_CHECKING:
@@ -88,6 +88,7 @@ class SkyvernRunWorkflowOperator(SkyvernRunOperatorBase):
         "run_metadata",
         "browser_type",
         "user_agent",
+        *RUN_TEMPLATE_FIELDS,
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {
         "parameters": "json",
