@@ -4,21 +4,27 @@ Why it looks like this: the login and the download are two Skyvern runs that mus
 download needs the logged-in cookies), so both run in a persistent browser session. The session bills
 while open, so it is an Airflow setup task with a teardown that closes it even when the login or the
 download fails (``skyvern_browser_session`` wires both). The credential is a reference (a Skyvern
-credential id), never a password in the DAG. Downstream reads the download run's ``downloaded_files``
-XCom: each file's presigned URL (it expires, so fetch it soon), name, SHA-256 and size.
+credential id), never a password in the DAG. Skyvern's file URLs expire (a day for downloads, an hour
+for recordings), so ``artifacts_destination`` copies the invoices, the recording and the screenshots to
+object storage when the download run ends (streamed, SHA-256 checked, under ``<run id>/``); downstream
+reads the durable copies through the ``artifacts`` manifest in XCom.
 
 Environment (optional): ``SKYVERN_EXAMPLE_CREDENTIAL_ID`` (default ``cred_123456789``, a placeholder: use
 the id of a credential saved in Skyvern); ``SKYVERN_EXAMPLE_PORTAL_URL`` (default
-``https://portal.example.com/login``); ``SKYVERN_EXAMPLE_POLL_INTERVAL`` (default 10 s).
+``https://portal.example.com/login``); ``SKYVERN_EXAMPLE_ARCHIVE`` (default
+``file://$SKYVERN_EXAMPLE_OUTPUT_DIR/invoices``, ``SKYVERN_EXAMPLE_OUTPUT_DIR`` defaulting to
+``/tmp/skyvern_example``; ``s3://bucket/invoices`` works the same with the Amazon provider installed);
+``SKYVERN_EXAMPLE_POLL_INTERVAL`` (default 10 s).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import DAG, get_current_context, task
+from airflow.sdk import DAG, ObjectStoragePath, get_current_context, task
 
 from airflow_provider_skyvern.operators.browser_session import skyvern_browser_session
 from airflow_provider_skyvern.operators.download_files import SkyvernDownloadFilesOperator
@@ -27,6 +33,8 @@ from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
 CREDENTIAL_ID = os.environ.get("SKYVERN_EXAMPLE_CREDENTIAL_ID", "cred_123456789")
 PORTAL_URL = os.environ.get("SKYVERN_EXAMPLE_PORTAL_URL", "https://portal.example.com/login")
 POLL_INTERVAL = float(os.environ.get("SKYVERN_EXAMPLE_POLL_INTERVAL", "10"))
+OUTPUT_DIR = os.environ.get("SKYVERN_EXAMPLE_OUTPUT_DIR", "/tmp/skyvern_example")  # noqa: S108
+ARCHIVE = os.environ.get("SKYVERN_EXAMPLE_ARCHIVE", f"file://{OUTPUT_DIR}/invoices")
 
 with DAG(
     dag_id="skyvern_login_download",
@@ -59,18 +67,23 @@ with DAG(
         deferrable=True,
         timeout=1800,
         poll_interval=POLL_INTERVAL,
-        # Copying the files to object storage goes here (planned): artifacts_destination="s3://bucket/invoices/",
+        artifacts_destination=ARCHIVE,  # durable copies instead of expiring URLs
     )
 
     @task
-    def list_invoices() -> list[dict[str, Any]]:
-        """What a loader gets: one entry per downloaded file (URL, name, SHA-256, size in bytes)."""
-        files: list[dict[str, Any]] = (
-            get_current_context()["ti"].xcom_pull(task_ids="download_invoices", key="downloaded_files") or []
-        )
-        for file in files:
-            print(f"invoice {file['filename']}: {file['size']} bytes, sha256 {file['checksum']}")
-        return [{"filename": f["filename"], "checksum": f["checksum"], "size": f["size"]} for f in files]
+    def read_invoices() -> list[dict[str, Any]]:
+        """What a loader does: open each copied invoice from object storage and check it is the file
+        Skyvern downloaded (the manifest's SHA-256 was verified against Skyvern's while copying)."""
+        manifest = get_current_context()["ti"].xcom_pull(task_ids="download_invoices", key="artifacts")
+        read = []
+        for entry in manifest["files"]:
+            if entry["kind"] != "download":
+                continue  # the recording and screenshots are kept as evidence beside them
+            data = ObjectStoragePath(entry["uri"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["uri"]
+            print(f"invoice {entry['filename']}: {len(data)} bytes at {entry['uri']}")
+            read.append({"filename": entry["filename"], "uri": entry["uri"], "size": len(data)})
+        return read
 
     session.create >> log_in >> invoices >> session.close
-    invoices >> list_invoices()
+    invoices >> read_invoices()

@@ -280,7 +280,8 @@ def test_the_login_download_example_shares_one_session_and_closes_it(
     login = stack.emulator.run(stack.airflow.xcom(dag_id, run_id, "log_in", "run_id"))
     download = stack.emulator.run(_xcom_run_id(stack, observed, LOGIN_DOWNLOAD))
     files = stack.airflow.xcom(dag_id, run_id, task_id, "downloaded_files")
-    listed = stack.airflow.xcom(dag_id, run_id, "list_invoices")
+    read = stack.airflow.xcom(dag_id, run_id, "read_invoices")
+    manifest = stack.airflow.xcom(dag_id, run_id, task_id, "artifacts")
     session = stack.emulator.http.get(
         f"/v1/browser_sessions/{session_id}", headers={"x-api-key": stack.emulator.api_key}
     ).json()
@@ -294,8 +295,13 @@ def test_the_login_download_example_shares_one_session_and_closes_it(
         == session_id
     )
     assert [f["filename"] for f in files] == [f["filename"] for f in download["downloaded_files"]]
-    assert listed == [
-        {"filename": f["filename"], "checksum": f["checksum"], "size": f["size"]} for f in files
+    copied = [entry for entry in manifest["files"] if entry["kind"] == "download"]
+    assert [(e["filename"], e["sha256"], e["size"], e["verified"]) for e in copied] == [
+        (f["filename"], f["checksum"], f["size"], True) for f in files
     ]
+    assert read == [{"filename": e["filename"], "uri": e["uri"], "size": e["size"]} for e in copied]
+    assert all(
+        e["uri"].startswith("file://") and f"/{download['run_id']}/downloads/" in e["uri"] for e in copied
+    )
     assert session["status"] == "completed"
     assert f"Closed Skyvern browser session {session_id} (completed)" in close_log

@@ -3,6 +3,7 @@ and the teardown still closes the session; the login/download example DAG runs e
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,16 @@ def failing_middle(airflow_db: None, dags_folder: Path) -> Iterator[DagTestResul
 
 
 @pytest.fixture(scope="module")
-def example(airflow_db: None, dags_folder: Path) -> Iterator[DagTestResult]:
-    with dag_tested(dags_folder, EXAMPLE_DAG, "skyvern_login_download") as result:
-        yield result
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("archive")
+
+
+@pytest.fixture(scope="module")
+def example(airflow_db: None, dags_folder: Path, archive: Path) -> Iterator[DagTestResult]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SKYVERN_EXAMPLE_ARCHIVE", f"file://{archive}")  # read when the DAG file is parsed
+        with dag_tested(dags_folder, EXAMPLE_DAG, "skyvern_login_download") as result:
+            yield result
 
 
 def emulated_session(result: DagTestResult, session_id: str) -> dict[str, Any]:
@@ -79,7 +87,9 @@ def test_the_login_ran_in_the_session_and_the_failing_task_got_its_id(failing_mi
     assert any(f"the middle task fails while session {session_id} is open" in (e or "") for e in failure)
 
 
-def test_the_example_dag_logs_in_downloads_and_closes_its_session(example: DagTestResult) -> None:
+def test_the_example_dag_logs_in_downloads_and_closes_its_session(
+    example: DagTestResult, archive: Path
+) -> None:
     session_id = example.xcoms["portal_session_create"]["browser_session_id"]
     runs = {r["run_id"]: r for r in example.emulator_runs()}
     login = example.skyvern_run(example.xcoms["log_in"]["run_id"])
@@ -103,7 +113,17 @@ def test_the_example_dag_logs_in_downloads_and_closes_its_session(example: DagTe
         == [f["filename"] for f in download["downloaded_files"]]
         == ["invoice.pdf"]
     )
-    assert example.xcoms["list_invoices"]["return_value"] == [
-        {"filename": "invoice.pdf", "checksum": f["checksum"], "size": f["file_size"]}
-        for f in download["downloaded_files"]
+    manifest = example.xcoms["download_invoices"]["artifacts"]
+    print(f"\nmanifest in XCom: {manifest}\nread_invoices: {example.xcoms['read_invoices']['return_value']}")
+    (invoice,) = [entry for entry in manifest["files"] if entry["kind"] == "download"]
+    (sent,) = download["downloaded_files"]
+    on_disk = archive / download["run_id"] / "downloads" / "invoice.pdf"
+    assert invoice["uri"] == f"file://{on_disk}"
+    assert hashlib.sha256(on_disk.read_bytes()).hexdigest() == invoice["sha256"] == sent["checksum"]
+    assert invoice["verified"] is True
+    assert on_disk.read_bytes().startswith(b"%PDF")
+    assert {entry["kind"] for entry in manifest["files"]} >= {"download", "recording", "screenshot"}
+    assert (archive / download["run_id"] / "manifest.json").is_file()
+    assert example.xcoms["read_invoices"]["return_value"] == [
+        {"filename": "invoice.pdf", "uri": invoice["uri"], "size": sent["file_size"]}
     ]
