@@ -389,3 +389,14 @@ def test_an_ambiguous_post_with_nothing_listed_fails_without_posting_again(skyve
     with pytest.raises(SkyvernError, match=r"^Could not tell yet whether an earlier try's submission"):
         operator().execute(make_context(store))
     assert post.call_count == 1
+
+
+def test_an_unknown_workflow_is_refused_without_a_retry(skyvern: respx.MockRouter) -> None:
+    """A 404 naming what the request refers to (not a missing endpoint) is the same on every retry."""
+    post = skyvern.post("/v1/run/agents").respond(404, json={"detail": f"Workflow not found {WPID}"})
+    with pytest.raises(
+        AirflowFailException,
+        match=rf"Skyvern refused to start the run: .*HTTP 404: Workflow not found {WPID}",
+    ):
+        operator(deferrable=False).execute(make_context(FakeStateStore()))
+    assert post.call_count == 1

@@ -8,6 +8,7 @@ references, the url, the prompt or the goal (``routes/run_blocks.py``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,11 @@ class Refused(Exception):
         self.detail = detail
 
 
+KNOWN_CREDENTIAL = re.compile(r"cred_\d+")
+"""The emulator keeps no credential store: a Skyvern id of the real shape (``cred_`` and digits) exists;
+anything else is not found, as on the real server (``cred_does_not_exist`` answers 404 there too)."""
+
+
 @dataclass(frozen=True)
 class RunBlock:
     block: str
@@ -52,7 +58,7 @@ def login(request: LoginRequest, workflow_id: str) -> RunBlock:
     for name, what in REQUIRED_BY_CREDENTIAL_TYPE.get(request.credential_type, ()):
         if not getattr(request, name):
             raise Refused(400, f"{name} is required to login with {what}")
-    if request.credential_type == "skyvern" and not str(request.credential_id).startswith("cred_"):
+    if request.credential_type == "skyvern" and not KNOWN_CREDENTIAL.fullmatch(str(request.credential_id)):
         raise Refused(404, f"Credential {request.credential_id} not found")
     texts = [request.prompt or "", request.url or ""]
     return RunBlock("login", _stored(request, workflow_id), texts, LOGIN_MAX_STEPS)

@@ -19,7 +19,12 @@ from airflow.sdk import BaseOperator
 from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.compat import AirflowException, AirflowFailException
 from airflow_provider_skyvern.enums import RunStatus
-from airflow_provider_skyvern.exceptions import SkyvernBadRequestError, SkyvernError, one_line
+from airflow_provider_skyvern.exceptions import (
+    SkyvernBadRequestError,
+    SkyvernError,
+    SkyvernNotFoundError,
+    one_line,
+)
 from airflow_provider_skyvern.links.skyvern import APP_URL_XCOM_KEY, SkyvernRunLink
 from airflow_provider_skyvern.operators import validation as check
 
@@ -240,6 +245,11 @@ class SkyvernRunOperatorBase(BaseOperator):
         try:
             return claim.submit()
         except SkyvernBadRequestError as exc:  # the same request would be refused on every retry
+            raise AirflowFailException(f"Skyvern refused to start the run: {exc}") from None
+        except SkyvernNotFoundError as exc:
+            if exc.no_such_endpoint:  # a wrong base URL: the connection may be fixed before a retry
+                raise exc.reworded(f"Starting the Skyvern run failed: {exc}") from None
+            # a workflow, credential, session or profile the request names does not exist: no retry helps
             raise AirflowFailException(f"Skyvern refused to start the run: {exc}") from None
         except RunStateUnknown:
             raise
