@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,8 +175,13 @@ def test_presigned_urls_get_no_api_key_and_the_api_s_content_endpoint_does(
 
 
 def test_no_message_manifest_or_log_line_shows_the_key_or_a_url_signature(
-    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    hook: SkyvernHook,
+    files: respx.MockRouter,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="httpx")  # httpx logs each URL (Airflow 3.0 shows it in task logs)
     ok = _serve(files, "ok.txt", b"fine")
     expired = _serve(files, "report.pdf", b"")
     files.get(expired["url"].split("?")[0]).respond(
@@ -189,7 +195,9 @@ def test_no_message_manifest_or_log_line_shows_the_key_or_a_url_signature(
     assert message.startswith(f"Copying report.pdf of Skyvern run wr_1 to file://{tmp_path}/wr_1/downloads/")
     assert "HTTP 403" in message
     assert "Request has expired" in message
-    everything = message + capsys.readouterr().out + (tmp_path / "wr_1" / "manifest.json").read_text()
+    assert "HTTP Request: GET https://files.s3.test/bucket/" in caplog.text
+    logged = capsys.readouterr().out + caplog.text
+    everything = message + logged + (tmp_path / "wr_1" / "manifest.json").read_text()
     assert API_KEY not in everything
     assert "SIGNATURE" not in everything
     assert "X-Amz" not in everything

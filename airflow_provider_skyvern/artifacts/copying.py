@@ -76,6 +76,7 @@ def copy_run_artifacts(
     :param deadline: Unix time after which no retry is started.
     :raises ArtifactCopyError: the run has not ended, its artifacts cannot be listed, or a file failed
         (download, checksum or size mismatch, write); the message names the file and the cause.
+    :raises ValueError: ``destination`` is not a URI or path Airflow's object storage can open.
     """
     logger: Logger = log or _LOG
     root = as_storage_path(destination, conn_id)

@@ -9,6 +9,8 @@ The API key travels only through :class:`ApiKeyAuth`, never in a client's defaul
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -158,6 +160,24 @@ def redacted_url(url: str) -> str:
     """``url`` without its query and fragment: presigned URLs carry their signature there."""
     parts = urlsplit(url)
     return parts._replace(query="", fragment="").geturl()
+
+
+_DOWNLOADING: contextvars.ContextVar[bool] = contextvars.ContextVar("skyvern_downloading", default=False)
+
+
+class _RedactDownloadUrls(logging.Filter):
+    """httpx logs each request's full URL at INFO (Airflow 3.0 shows it in task logs): for this hook's
+    downloads, whose presigned URLs carry a signature in the query, it logs the URL without the query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _DOWNLOADING.get() and isinstance(record.args, tuple):
+            record.args = tuple(
+                redacted_url(str(arg)) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactDownloadUrls())
 
 
 def _base_url(host: str | None, port: int | None) -> str:
@@ -490,10 +510,13 @@ class SkyvernHook(BaseHook):
             except httpx.TransportError as exc:
                 raise SkyvernTransportError("GET", shown, exc, request_sent=True) from None
 
+        downloading = _DOWNLOADING.set(True)
         try:
             retrying(attempt)
         except SkyvernError as exc:
             raise _gave_up(exc, retrying.statistics, budget) from None
+        finally:
+            _DOWNLOADING.reset(downloading)
 
     def artifact_content_url(self, artifact_id: str) -> str:
         """``<base URL>/v1/artifacts/{id}/content``: the artifact's bytes, sent only with the API key."""
