@@ -185,7 +185,11 @@ def test_no_message_manifest_or_log_line_shows_the_key_or_a_url_signature(
     ok = _serve(files, "ok.txt", b"fine")
     expired = _serve(files, "report.pdf", b"")
     files.get(expired["url"].split("?")[0]).respond(
-        403, content=b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+        403,
+        content=b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+        b"<Message>Request has expired</Message><X-Amz-Expires>3600</X-Amz-Expires>"
+        b"<SignatureProvided>deadbeefSIGNATURE</SignatureProvided><AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId>"
+        b"</Error>",
     )
 
     with pytest.raises(ArtifactCopyError) as raised:
@@ -193,8 +197,11 @@ def test_no_message_manifest_or_log_line_shows_the_key_or_a_url_signature(
 
     message = str(raised.value)
     assert message.startswith(f"Copying report.pdf of Skyvern run wr_1 to file://{tmp_path}/wr_1/downloads/")
-    assert "HTTP 403" in message
-    assert "Request has expired" in message
+    assert message.endswith(
+        "HTTP 403: AccessDenied: Request has expired (a presigned URL expired or was refused: read the run "
+        "again for fresh URLs)"
+    )
+    assert "AKIAEXAMPLE" not in message
     assert "HTTP Request: GET https://files.s3.test/bucket/" in caplog.text
     logged = capsys.readouterr().out + caplog.text
     everything = message + logged + (tmp_path / "wr_1" / "manifest.json").read_text()
