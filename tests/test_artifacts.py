@@ -283,3 +283,21 @@ def test_a_stream_that_keeps_breaking_gives_up_after_the_retry_budget_naming_the
     assert "gave up after 4 attempts" in message  # max_retries=3: bounded, not a loop
     assert [c.request.headers.get("range") for c in route.calls] == [None, "bytes=1-", "bytes=2-", "bytes=3-"]
     assert not list((tmp_path / "wr_1" / "downloads").iterdir())
+
+
+def test_a_stream_that_broke_after_its_last_byte_is_complete_when_the_server_says_416(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path
+) -> None:
+    body = b"z" * 50_000
+    entry = _serve(files, "whole.bin", body)
+    route = files.get(entry["url"].split("?")[0])
+    route.side_effect = [
+        httpx.Response(200, stream=_Breaks(body)),
+        httpx.Response(416, headers={"content-range": f"bytes */{len(body)}"}),
+    ]
+
+    manifest = copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    assert route.calls[1].request.headers["range"] == f"bytes={len(body)}-"
+    assert (tmp_path / "wr_1" / "downloads" / "whole.bin").read_bytes() == body
+    assert manifest.files[0].verified
