@@ -8,6 +8,8 @@ other four names are older there. The rest of the provider imports these names f
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from airflow.providers.common.compat.sdk import (
     AirflowException,
     AirflowFailException,
@@ -16,8 +18,10 @@ from airflow.providers.common.compat.sdk import (
     BaseHook,
     TaskDeferred,
     conf,
-    get_hook_lineage_collector,
 )
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
 
 __all__ = [
     "AirflowException",
@@ -27,5 +31,15 @@ __all__ = [
     "BaseHook",
     "TaskDeferred",
     "conf",
-    "get_hook_lineage_collector",
+    "record_output_asset",
 ]
+
+
+def record_output_asset(path: ObjectStoragePath) -> None:
+    """Tell Airflow's lineage a file was written (``ObjectStoragePath.open`` does it on every write call).
+    Skipped when this common-compat release does not map the collector (it is not needed to run)."""
+    try:
+        from airflow.providers.common.compat.sdk import get_hook_lineage_collector
+    except ImportError:  # pragma: no cover - older common-compat
+        return
+    get_hook_lineage_collector().add_output_asset(context=path, uri=str(path))

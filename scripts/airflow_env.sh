@@ -29,7 +29,9 @@ requirements() {
     case $version in
         # The 3.0 task SDK sends execution-API bodies without a Content-Type; FastAPI 0.132 rejects
         # those (422 on PATCH /task-instances/{id}/run, apache/airflow#63209), so no task can start.
-        3.0.*) echo "fastapi<0.132" ;;
+        # 3.0's ObjectStoragePath predates universal-pathlib 0.3 (which 3.0 allows): with 0.3 it refuses every
+        # protocol ("detected protocol file which is incompatible"); 3.1 pins <0.3.0 itself.
+        3.0.*) echo "fastapi<0.132"; echo "universal-pathlib<0.3" ;;
         # 3.2 sets no upper bound on FastAPI (3.3 says <0.137): with 0.165 + Cadwyn 9 its API apps fail to
         # build (PydanticUserError: TITerminalStatePayload needs a discriminator field). svcs 26.2 takes its
         # registry off app.state when a lifespan exits, and 3.2's in-process execution API (dag.test())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,12 +175,21 @@ def test_presigned_urls_get_no_api_key_and_the_api_s_content_endpoint_does(
 
 
 def test_no_message_manifest_or_log_line_shows_the_key_or_a_url_signature(
-    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    hook: SkyvernHook,
+    files: respx.MockRouter,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="httpx")  # httpx logs each URL (Airflow 3.0 shows it in task logs)
     ok = _serve(files, "ok.txt", b"fine")
     expired = _serve(files, "report.pdf", b"")
     files.get(expired["url"].split("?")[0]).respond(
-        403, content=b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+        403,
+        content=b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+        b"<Message>Request has expired</Message><X-Amz-Expires>3600</X-Amz-Expires>"
+        b"<SignatureProvided>deadbeefSIGNATURE</SignatureProvided><AWSAccessKeyId>AKIAEXAMPLE</AWSAccessKeyId>"
+        b"</Error>",
     )
 
     with pytest.raises(ArtifactCopyError) as raised:
@@ -187,9 +197,14 @@ def test_no_message_manifest_or_log_line_shows_the_key_or_a_url_signature(
 
     message = str(raised.value)
     assert message.startswith(f"Copying report.pdf of Skyvern run wr_1 to file://{tmp_path}/wr_1/downloads/")
-    assert "HTTP 403" in message
-    assert "Request has expired" in message
-    everything = message + capsys.readouterr().out + (tmp_path / "wr_1" / "manifest.json").read_text()
+    assert message.endswith(
+        "HTTP 403: AccessDenied: Request has expired (a presigned URL expired or was refused: read the run "
+        "again for fresh URLs)"
+    )
+    assert "AKIAEXAMPLE" not in message
+    assert "HTTP Request: GET https://files.s3.test/bucket/" in caplog.text
+    logged = capsys.readouterr().out + caplog.text
+    everything = message + logged + (tmp_path / "wr_1" / "manifest.json").read_text()
     assert API_KEY not in everything
     assert "SIGNATURE" not in everything
     assert "X-Amz" not in everything
@@ -268,3 +283,21 @@ def test_a_stream_that_keeps_breaking_gives_up_after_the_retry_budget_naming_the
     assert "gave up after 4 attempts" in message  # max_retries=3: bounded, not a loop
     assert [c.request.headers.get("range") for c in route.calls] == [None, "bytes=1-", "bytes=2-", "bytes=3-"]
     assert not list((tmp_path / "wr_1" / "downloads").iterdir())
+
+
+def test_a_stream_that_broke_after_its_last_byte_is_complete_when_the_server_says_416(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path
+) -> None:
+    body = b"z" * 50_000
+    entry = _serve(files, "whole.bin", body)
+    route = files.get(entry["url"].split("?")[0])
+    route.side_effect = [
+        httpx.Response(200, stream=_Breaks(body)),
+        httpx.Response(416, headers={"content-range": f"bytes */{len(body)}"}),
+    ]
+
+    manifest = copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    assert route.calls[1].request.headers["range"] == f"bytes={len(body)}-"
+    assert (tmp_path / "wr_1" / "downloads" / "whole.bin").read_bytes() == body
+    assert manifest.files[0].verified

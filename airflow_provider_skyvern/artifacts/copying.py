@@ -61,8 +61,8 @@ def copy_run_artifacts(
     Copy an ended run's downloaded files, recording and screenshots to ``destination``; return the manifest.
 
     Call it once the run has ended, with the final ``hook.get_run`` answer (its URLs are fresh). Files go
-    to ``<destination>/<run_id>/...`` (see :mod:`.sources`), streamed in 1 MiB chunks, resumed where the
-    server allows, checked against Skyvern's SHA-256 and size, written under a temporary name and moved
+    to ``<destination>/<run_id>/...`` (see :mod:`.sources`), streamed (one network read at a time, never
+    the whole file in memory), resumed where the server allows, checked against Skyvern's SHA-256 and size, written under a temporary name and moved
     in place. A file already there with the expected size and checksum is not downloaded again, so a task
     retry costs no second download. The manifest is also written to ``<run_id>/manifest.json``.
 
@@ -76,6 +76,7 @@ def copy_run_artifacts(
     :param deadline: Unix time after which no retry is started.
     :raises ArtifactCopyError: the run has not ended, its artifacts cannot be listed, or a file failed
         (download, checksum or size mismatch, write); the message names the file and the cause.
+    :raises ValueError: ``destination`` is not a URI or path Airflow's object storage can open.
     """
     logger: Logger = log or _LOG
     root = as_storage_path(destination, conn_id)

@@ -13,7 +13,7 @@ from typing import IO
 
 from airflow.sdk import ObjectStoragePath
 
-from airflow_provider_skyvern.compat import get_hook_lineage_collector
+from airflow_provider_skyvern.compat import record_output_asset
 
 StoragePath = ObjectStoragePath
 READ_CHUNK = 1024 * 1024
@@ -25,7 +25,15 @@ def as_storage_path(destination: ObjectStoragePath | str, conn_id: str | None = 
         return destination
     if not isinstance(destination, str) or not destination.strip():
         raise ValueError(f"artifacts destination must be a URI or an ObjectStoragePath, got {destination!r}")
-    return ObjectStoragePath(destination.strip(), conn_id=conn_id)
+    try:
+        return ObjectStoragePath(destination.strip(), conn_id=conn_id)
+    except TypeError as exc:
+        if "incompatible with ObjectStoragePath" not in str(exc):
+            raise
+        raise ValueError(
+            f"Airflow's ObjectStoragePath cannot open {destination!r} ({exc}): Airflow 3.0 needs "
+            "universal-pathlib < 0.3 (pip install 'universal-pathlib<0.3')"
+        ) from None
 
 
 def size_and_sha256(path: ObjectStoragePath) -> tuple[int, str] | None:
@@ -99,7 +107,7 @@ class StagedFile:
         if self.final.exists():
             self.final.unlink()
         self.part.rename(self.final)
-        get_hook_lineage_collector().add_output_asset(context=self.final, uri=str(self.final))
+        record_output_asset(self.final)
 
     def discard(self) -> None:
         self._close()

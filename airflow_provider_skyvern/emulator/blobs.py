@@ -88,11 +88,11 @@ def paced(chunks: Iterable[bytes], bytes_per_second: float) -> Iterator[bytes]:
     """``chunks`` no faster than ``bytes_per_second`` (runs in a worker thread: it may sleep)."""
     started, sent = time.monotonic(), 0
     for chunk in chunks:
-        yield chunk
         sent += len(chunk)
-        ahead = sent / bytes_per_second - (time.monotonic() - started)
-        if ahead > 0:
-            time.sleep(ahead)
+        early = sent / bytes_per_second - (time.monotonic() - started)
+        if early > 0:  # each chunk leaves when a link of that speed would have delivered it
+            time.sleep(early)
+        yield chunk
 
 
 class RangeNotSatisfiable(ValueError):

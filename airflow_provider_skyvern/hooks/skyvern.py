@@ -9,6 +9,9 @@ The API key travels only through :class:`ApiKeyAuth`, never in a client's defaul
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
+import re
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -33,9 +36,11 @@ from airflow_provider_skyvern.exceptions import (
     SkyvernHTTPError,
     SkyvernNotFoundError,
     SkyvernResponseError,
+    SkyvernServerError,
     SkyvernTransportError,
     describe_error_body,
     http_error_class,
+    one_line,
 )
 from airflow_provider_skyvern.hooks.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_skyvern.hooks.pool import POOL_LIMITS, SHARED_CLIENTS, Lease
@@ -160,6 +165,24 @@ def redacted_url(url: str) -> str:
     """``url`` without its query and fragment: presigned URLs carry their signature there."""
     parts = urlsplit(url)
     return parts._replace(query="", fragment="").geturl()
+
+
+_DOWNLOADING: contextvars.ContextVar[bool] = contextvars.ContextVar("skyvern_downloading", default=False)
+
+
+class _RedactDownloadUrls(logging.Filter):
+    """httpx logs each request's full URL at INFO (Airflow 3.0 shows it in task logs): for this hook's
+    downloads, whose presigned URLs carry a signature in the query, it logs the URL without the query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _DOWNLOADING.get() and isinstance(record.args, tuple):
+            record.args = tuple(
+                redacted_url(str(arg)) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactDownloadUrls())
 
 
 def _base_url(host: str | None, port: int | None) -> str:
@@ -479,7 +502,7 @@ class SkyvernHook(BaseHook):
                         return
                     if not response.is_success:
                         response.read()
-                        raise _download_error(shown, response)
+                        raise _download_error(shown, response, to_api)
                     if response.status_code == 206 and not _starts_at(response, offset):
                         sink.restart()  # not the part asked for: the next attempt asks for the whole file
                         raise httpx.RemoteProtocolError(f"asked for bytes {offset}-, answered another range")
@@ -493,10 +516,13 @@ class SkyvernHook(BaseHook):
             except httpx.TransportError as exc:
                 raise SkyvernTransportError("GET", shown, exc, request_sent=True) from None
 
+        downloading = _DOWNLOADING.set(True)
         try:
             retrying(attempt)
         except SkyvernError as exc:
             raise _gave_up(exc, retrying.statistics, budget) from None
+        finally:
+            _DOWNLOADING.reset(downloading)
 
     def artifact_content_url(self, artifact_id: str) -> str:
         """``<base URL>/v1/artifacts/{id}/content``: the artifact's bytes, sent only with the API key."""
@@ -815,15 +841,25 @@ def _pour(response: httpx.Response, sink: DownloadSink) -> None:
         sink.write(piece)
 
 
-def _download_error(shown_url: str, response: httpx.Response) -> SkyvernHTTPError:
-    """A file server's refusal (S3 answers XML): the status and a trimmed body, never the query."""
-    return http_error_class(response.status_code)(
-        "GET",
-        shown_url,
-        response.status_code,
-        describe_error_body(_json_or_none(response), response.text),
-        retry_after=_retry_after(response),
-    )
+_XML_ERROR = re.compile(r"<Code>([^<]*)</Code>(?:.*?<Message>([^<]*)</Message>)?", re.DOTALL)
+
+
+def _download_error(shown_url: str, response: httpx.Response, to_api: bool) -> SkyvernHTTPError:
+    """A file server's refusal, its status and reason. Of an S3/GCS XML error only ``Code`` and ``Message``
+    are kept: the rest (``SignatureProvided``, ``StringToSign``, ``AWSAccessKeyId``) echoes the URL's
+    credentials."""
+    xml = _XML_ERROR.search(response.text) if "<Error" in response.text[:200] else None
+    if xml is not None:
+        detail = one_line(": ".join(part for part in xml.groups() if part))
+    else:
+        detail = describe_error_body(_json_or_none(response), response.text)
+    if to_api:
+        error_class = http_error_class(response.status_code)
+    else:  # not Skyvern: its key hints would mislead
+        error_class = SkyvernServerError if response.status_code >= 500 else SkyvernHTTPError
+        if response.status_code in (400, 403):
+            detail += " (a presigned URL expired or was refused: read the run again for fresh URLs)"
+    return error_class("GET", shown_url, response.status_code, detail, retry_after=_retry_after(response))
 
 
 def _starts_at(response: httpx.Response, offset: int) -> bool:
