@@ -19,6 +19,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 from airflow_harness import TERMINAL_RUN_STATES, Stack, StateRecorder, poll_until, skyvern_stack  # noqa: E402
 
 from .scenario import (  # noqa: E402
+    ABANDONED,
     CANCEL,
     CLEAR,
     EMULATOR_RUN_SECONDS,
@@ -50,7 +51,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def observed(stack: Stack) -> Observed:
     """Triggers every DAG run, then records until all are final and the cancel target is deferred."""
     airflow = stack.airflow
-    for dag_id in (*EXAMPLE_DAG_IDS, FAILURE[0], CANCEL[0], CLEAR[0], GATE[0]):
+    for dag_id in (*EXAMPLE_DAG_IDS, FAILURE[0], CANCEL[0], CLEAR[0], GATE[0], ABANDONED[0]):
         airflow.wait_for_dag(dag_id)
     run_ids = {
         dag_id: airflow.trigger(dag_id, f"e2e__{dag_id}")
@@ -64,6 +65,7 @@ def observed(stack: Stack) -> Observed:
             WAIT_LATER,
             GATE,
             LOGIN_DOWNLOAD,
+            ABANDONED,
         )
     }
     seen = Observed(run_ids, StateRecorder(airflow))
@@ -73,9 +75,11 @@ def observed(stack: Stack) -> Observed:
         finished = all(
             state in TERMINAL_RUN_STATES
             for dag_id, state in run_states.items()
-            if dag_id not in (CANCEL[0], CLEAR[0])
+            if dag_id not in (CANCEL[0], CLEAR[0], ABANDONED[0])
         )
-        waiting = seen.states(CANCEL)[-1:] == seen.states(CLEAR)[-1:] == ["deferred"]
+        waiting = (
+            seen.states(CANCEL)[-1:] == seen.states(CLEAR)[-1:] == seen.states(ABANDONED)[-1:] == ["deferred"]
+        )
         return True if finished and waiting else None
 
     poll_until(settled, timeout=180, what="the e2e DAG runs to finish (and the cancel target to defer)")

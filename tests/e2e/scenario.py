@@ -14,6 +14,7 @@ CLEAR = ("skyvern_e2e_clear", "reextract")
 WORKFLOW = ("skyvern_workflow_scheduled", "download_daily_report")
 WAIT_LATER = ("skyvern_start_now_wait_later", "wait_for_price_check")
 GATE = ("skyvern_e2e_gate", "gate")
+ABANDONED = ("skyvern_e2e_session_abandoned", "crawl_in_session")
 LOGIN_DOWNLOAD = ("skyvern_login_download", "download_invoices")
 EXAMPLE_DAG_IDS = frozenset(
     {

@@ -9,6 +9,7 @@ import pytest
 from airflow_harness import TERMINAL_RUN_STATES, Stack, poll_until
 
 from .scenario import (
+    ABANDONED,
     CANCEL,
     CLEAR,
     EXAMPLE_DAG_IDS,
@@ -305,3 +306,46 @@ def test_the_login_download_example_shares_one_session_and_closes_it(
     )
     assert session["status"] == "completed"
     assert f"Closed Skyvern browser session {session_id} (completed)" in close_log
+
+
+def test_a_dag_run_marked_failed_still_closes_its_browser_session(stack: Stack, observed: Observed) -> None:
+    """Marking the run failed kills the deferred task (its Skyvern run is canceled) and leaves the
+    teardown to run: the session is closed, not left billing until its timeout."""
+    assert stack.emulator is not None
+    emulator = stack.emulator
+    dag_id, task_id = ABANDONED
+    run_id = observed.run_id(ABANDONED)
+    session_id = stack.airflow.xcom(dag_id, run_id, "portal_create", "browser_session_id")
+    skyvern_run_id = _xcom_run_id(stack, observed, ABANDONED)
+    assert observed.states(ABANDONED)[-1] == "deferred"
+
+    stack.airflow.call("PATCH", f"/dags/{dag_id}/dagRuns/{run_id}", json={"state": "failed"})
+
+    def closed() -> dict[str, Any] | None:
+        if stack.airflow.task_states(dag_id, run_id).get("portal_close") not in ("success", "failed"):
+            return None
+        return emulator.http.get(
+            f"/v1/browser_sessions/{session_id}", headers={"x-api-key": emulator.api_key}
+        ).json()  # type: ignore[no-any-return]
+
+    session = poll_until(closed, timeout=120, what="the teardown to close the session of the failed DAG run")
+    states = stack.airflow.task_states(dag_id, run_id)
+    close_log = stack.airflow.task_log(dag_id, run_id, "portal_close")
+    print(f"\nmarked failed: task states {states}\nsession {session}\nteardown log:\n{close_log}")
+    final = poll_until(  # Airflow keeps the run going until its teardown is done, then ends it
+        lambda: (
+            state if (state := stack.airflow.dag_run_state(dag_id, run_id)) in TERMINAL_RUN_STATES else None
+        ),
+        timeout=60,
+        what=f"{dag_id} to end after its teardown",
+    )
+    assert final == "failed"
+    assert states["portal_close"] == "success"
+    assert states[task_id] == "failed"
+    assert session["status"] == "completed"
+    assert f"Closed Skyvern browser session {session_id} (completed)" in close_log
+    poll_until(
+        lambda: True if _cancel_requests(emulator.runs(), skyvern_run_id) >= 1 else None,
+        timeout=60,
+        what=f"the cancel of {skyvern_run_id}, whose task was killed by the failed DAG run",
+    )

@@ -1,5 +1,6 @@
 """DAGs only the e2e tests trigger: a run the emulator fails, runs long enough to be killed or cleared, and
-a sensor that gates on a run without any worker slot.
+a sensor that gates on a run without any worker slot, and a browser session whose DAG run is marked failed
+while a run in it goes on.
 
 The ``[emulator ...]`` directive in the prompt picks the emulator's outcome and duration.
 """
@@ -10,6 +11,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG
 
+from airflow_provider_skyvern.operators.browser_session import skyvern_browser_session
 from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
 from airflow_provider_skyvern.sensors.skyvern import SkyvernRunSensor
 
@@ -62,3 +64,16 @@ with DAG(dag_id="skyvern_e2e_gate", **COMMON):
         poke_interval=1,
         timeout=300,
     )
+
+with DAG(dag_id="skyvern_e2e_session_abandoned", **COMMON):
+    session = skyvern_browser_session("portal", timeout=30)
+    crawl = SkyvernRunTaskOperator(
+        task_id="crawl_in_session",
+        prompt="Read every page behind the login [emulator seconds=600]",
+        url="https://example.com/portal",
+        browser_session_id=session.browser_session_id,
+        deferrable=True,
+        poll_interval=1,
+        retries=0,
+    )
+    session.create >> crawl >> session.close
