@@ -487,7 +487,6 @@ class SkyvernHook(BaseHook):
             headers = {"Accept-Encoding": "identity"}
             if offset:
                 headers["Range"] = f"bytes={offset}-"
-            if offset:
                 self.log.info("Resuming the download of %s at byte %d", shown, offset)
             try:
                 with client.stream(

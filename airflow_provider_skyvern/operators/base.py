@@ -222,20 +222,11 @@ class SkyvernRunOperatorBase(BaseOperator):
         return value if isinstance(value, str) else None
 
     def on_kill(self) -> None:
-        """
-        Blocking mode: the worker is being killed, so the remote run must not keep going (and billing).
-        One bounded attempt on a fresh client: this runs in a signal handler, and SIGKILL follows soon.
-        """
-        run_id = self._active_run_id
-        if not run_id or not self.cancel_on_kill:
-            return
-        self.log.info("Task killed: canceling Skyvern run %s", run_id)
-        try:
-            self.hook.cancel_run_at_once(run_id)
-        except Exception as exc:  # the kill goes on regardless; say what happened
-            self.log.warning("Could not cancel Skyvern run %s: %s", run_id, exc)
-        else:
-            self.log.info("Canceled Skyvern run %s", run_id)
+        """Blocking mode: the worker is being killed, so the remote run must not keep going (and billing)."""
+        from airflow_provider_skyvern.operators.claim import cancel_at_once
+
+        if self._active_run_id and self.cancel_on_kill:
+            cancel_at_once(self.hook, self._active_run_id, self.log)
 
     # ---- steps ----------------------------------------------------------------------------------------
 

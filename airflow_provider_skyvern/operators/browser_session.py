@@ -31,7 +31,6 @@ MAX_TIMEOUT_MINUTES = 240
 """Skyvern 1.0.56's limits: below 5 is refused (422), above 240 is cut to 240 (with a ``warning``)."""
 DEFAULT_TIMEOUT_MINUTES = 60
 EXTENSIONS = ("ad-blocker", "captcha-solver")
-BROWSER_TYPES = ("msedge", "chrome", "stealth-chromium")
 SESSION_ID_XCOM_KEY = "browser_session_id"
 CANDIDATE_SLACK = timedelta(minutes=5)
 """Sessions created this long before a lost create answer may still be it (clock skew)."""
@@ -114,7 +113,7 @@ class SkyvernCreateBrowserSessionOperator(BaseOperator):
             "proxy_location": check.check_proxy_location(known("proxy_location")),
             "proxy_session_id": known("proxy_session_id"),
             "extensions": _check_extensions(self.extensions),
-            "browser_type": check.check_choice("browser_type", self.browser_type, BROWSER_TYPES),
+            "browser_type": check.check_choice("browser_type", self.browser_type, check.BROWSER_TYPES),
             "browser_profile_id": known("browser_profile_id"),
             "generate_browser_profile": self.generate_browser_profile,
         }

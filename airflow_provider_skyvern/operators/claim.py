@@ -44,6 +44,20 @@ def cancel_run(hook: SkyvernHook, run_id: str, log: Any) -> str:
     return "it was canceled"
 
 
+def cancel_at_once(hook: SkyvernHook, run_id: str, log: Any) -> None:
+    """
+    ``on_kill``: the worker is being killed, so one bounded attempt on a fresh client (this runs in a
+    signal handler, and SIGKILL follows soon); the kill goes on whatever happens, which is logged.
+    """
+    log.info("Task killed: canceling Skyvern run %s", run_id)
+    try:
+        hook.cancel_run_at_once(run_id)
+    except Exception as exc:
+        log.warning("Could not cancel Skyvern run %s: %s", run_id, exc)
+    else:
+        log.info("Canceled Skyvern run %s", run_id)
+
+
 def _when(unix: float) -> str:
     return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 

@@ -20,6 +20,10 @@ RUN_WITH_VALUES = ("agent", "code")
 FORBIDDEN_USER_AGENTS = ("skyvern-ui",)  # makes Skyvern truncate output values (API.md §1)
 
 
+BROWSER_TYPES = ("msedge", "chrome", "stealth-chromium")
+"""Skyvern's browser types (workflow runs and browser sessions)."""
+
+
 class InvalidParameter(ValueError):
     """A bad operator argument; the message is one actionable line."""
 

@@ -21,8 +21,6 @@ from airflow_provider_skyvern.workflow_requests import WorkflowRunRequest
 if TYPE_CHECKING:
     from airflow_provider_skyvern.operators.kinds import RunKind
 
-BROWSER_TYPES = ("msedge", "chrome", "stealth-chromium")
-
 
 class SkyvernRunWorkflowOperator(SkyvernRunOperatorBase):
     """
@@ -258,7 +256,7 @@ def _workflow_request(values: Mapping[str, Any], *, only_known: bool) -> Workflo
         "run_with": check.check_choice("run_with", value("run_with"), check.RUN_WITH_VALUES),
         "run_metadata": check.check_string_map("run_metadata", value("run_metadata")),
         "max_elapsed_time_minutes": _check_minutes(value("max_elapsed_time_minutes")),
-        "browser_type": check.check_choice("browser_type", value("browser_type"), BROWSER_TYPES),
+        "browser_type": check.check_choice("browser_type", value("browser_type"), check.BROWSER_TYPES),
     }
     for flag in ("reuse_browser_session", "start_fresh_browser", "ai_fallback"):
         _check_flag(flag, fields[flag])

@@ -184,9 +184,9 @@ class SkyvernRunSensor(BaseSensorOperator):
             return super().execute(context)
         from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 
-        event = self._look(self._watch(None))
-        if event is not None and event.kind == "terminal":  # ended already: no trigger needed
-            return self._ended(context, self.hook.get_run(self.run_id))
+        event, run = self._look(self._watch(None))
+        if event is not None and event.kind == "terminal" and run is not None:  # ended: no trigger needed
+            return self._ended(context, run)
         if event is not None and event.kind == "error":
             raise AirflowFailException(f"Could not read Skyvern run {self.run_id}: {event.message}")
         self.defer(
@@ -230,11 +230,9 @@ class SkyvernRunSensor(BaseSensorOperator):
     # ---- poke and reschedule --------------------------------------------------------------------------
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
-        event = self._look(self._watch(self._limit))
-        if event is not None and event.kind == "terminal":
-            return PokeReturnValue(
-                is_done=True, xcom_value=self._ended(context, self.hook.get_run(self.run_id))
-            )
+        event, run = self._look(self._watch(self._limit))
+        if event is not None and event.kind == "terminal" and run is not None:
+            return PokeReturnValue(is_done=True, xcom_value=self._ended(context, run))
         if event is not None and event.kind == "error":
             raise AirflowFailException(f"Could not read Skyvern run {self.run_id}: {event.message}")
         if self._elapsed() >= self.timeout - TIMEOUT_MARGIN:
@@ -251,14 +249,14 @@ class SkyvernRunSensor(BaseSensorOperator):
             self._run_watch = RunWatch(self.log, self.run_id, None, limit=limit, clock=self.hook.clock)
         return self._run_watch
 
-    def _look(self, watch: RunWatch) -> RunEvent | None:
-        """One look at the run: the watch's event (final, or an error that waiting cannot cure), or None."""
+    def _look(self, watch: RunWatch) -> tuple[RunEvent | None, RunResponse | None]:
+        """One look at the run: the watch's event (final, or an error waiting cannot cure) and the run."""
         try:
             run = self.hook.get_run(self.run_id)
         except Exception as exc:  # a transient one is waited out; the watch says which
-            return watch.observe(error=exc)
+            return watch.observe(error=exc), None
         self._last_status, self.skyvern_app_url = run.status.value, run.app_url or self.skyvern_app_url
-        return watch.observe(run=run)
+        return watch.observe(run=run), run
 
     def _ended(self, context: Any, run: RunResponse) -> Any:
         """Push the run's XComs, tell its story, then succeed (return its output), skip or fail."""
@@ -316,13 +314,10 @@ class SkyvernRunSensor(BaseSensorOperator):
 
     def on_kill(self) -> None:
         """Poke mode, killed: cancel only when asked (someone else started the run)."""
-        if not self.cancel_on_kill or not isinstance(self.run_id, str):
-            return
-        self.log.info("Task killed: canceling Skyvern run %s (cancel_on_kill=True)", self.run_id)
-        try:
-            self.hook.cancel_run_at_once(self.run_id)
-        except Exception as exc:  # the kill goes on regardless; say what happened
-            self.log.warning("Could not cancel Skyvern run %s: %s", self.run_id, exc)
+        from airflow_provider_skyvern.operators.claim import cancel_at_once
+
+        if self.cancel_on_kill and isinstance(self.run_id, str):
+            cancel_at_once(self.hook, self.run_id, self.log)
 
 
 def _check_statuses(success: Collection[str], skip: Collection[str]) -> tuple[frozenset[str], frozenset[str]]:
