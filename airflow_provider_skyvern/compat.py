@@ -18,6 +18,7 @@ from airflow.providers.common.compat.sdk import (
     BaseHook,
     TaskDeferred,
     conf,
+    mask_secret,
 )
 
 if TYPE_CHECKING:
@@ -30,7 +31,9 @@ __all__ = [
     "AirflowSkipException",
     "BaseHook",
     "TaskDeferred",
+    "amask_secret",
     "conf",
+    "mask_secret",
     "record_output_asset",
 ]
 
@@ -43,3 +46,16 @@ def record_output_asset(path: ObjectStoragePath) -> None:
     except ImportError:  # pragma: no cover - older common-compat
         return
     get_hook_lineage_collector().add_output_asset(context=path, uri=str(path))
+
+
+async def amask_secret(secret: str) -> None:
+    """``mask_secret`` from the event loop: Airflow's async form where it has one (it never blocks on the
+    supervisor's channel while another request is in flight), else the sync one off the loop's thread."""
+    try:
+        from airflow.sdk.log import amask_secret as airflow_amask_secret
+    except ImportError:  # pragma: no cover - older Airflow
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(mask_secret)(secret)
+        return
+    await airflow_amask_secret(secret)

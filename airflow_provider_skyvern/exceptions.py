@@ -40,6 +40,26 @@ class SkyvernTransportError(SkyvernError):
         super().__init__(f"Skyvern {method} {base_url}{path} failed {stage}: {what}: {reason}")
 
 
+class SkyvernConnectionError(SkyvernError):
+    """The Airflow connection cannot be used as it is (no key, a malformed key or base URL)."""
+
+
+class SkyvernRequestRefusedLocally(SkyvernError):
+    """
+    The HTTP library refused to send the request: a header value holds a character HTTP forbids. Nothing
+    left this machine and sending it again fails the same way. The library's own text quotes the header
+    value (the API key, when it is the culprit), so it never reaches this message.
+    """
+
+    def __init__(self, method: str, url: str) -> None:
+        self.method = method
+        super().__init__(
+            f"Skyvern {method} {url} was not sent: a header value holds a character HTTP forbids (a line "
+            "break or a control character); check the connection's API key and the task's user_agent and "
+            "extra_http_headers"
+        )
+
+
 class SkyvernResponseError(SkyvernError):
     """Skyvern answered 2xx with a body we cannot read (wrong JSON or shape)."""
 

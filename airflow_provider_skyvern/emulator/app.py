@@ -158,7 +158,8 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
     def authorized(x_api_key: Annotated[str | None, Header()] = None) -> None:
         if x_api_key is None:
             raise SkyvernHTTPException(403, "Invalid credentials")
-        if not hmac.compare_digest(x_api_key, state.settings.api_key):
+        # bytes: compare_digest refuses a str with non-ASCII characters (a 500 where Skyvern answers 403)
+        if not hmac.compare_digest(x_api_key.encode(), state.settings.api_key.encode()):
             raise SkyvernHTTPException(403, "Could not validate credentials")
 
     def base(request: Request) -> str:

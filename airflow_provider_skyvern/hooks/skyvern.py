@@ -29,12 +29,14 @@ from airflow_provider_skyvern import (
     __version__,
     get_provider_info,
 )
-from airflow_provider_skyvern.compat import BaseHook
+from airflow_provider_skyvern.compat import BaseHook, amask_secret, mask_secret
 from airflow_provider_skyvern.exceptions import (
     SkyvernAuthError,
+    SkyvernConnectionError,
     SkyvernError,
     SkyvernHTTPError,
     SkyvernNotFoundError,
+    SkyvernRequestRefusedLocally,
     SkyvernResponseError,
     SkyvernServerError,
     SkyvernTransportError,
@@ -112,24 +114,56 @@ class ConnectionSettings:
 
     @classmethod
     def from_connection(cls, conn: Connection) -> ConnectionSettings:
-        if not conn.password:
-            raise SkyvernError(
-                f"Skyvern connection {conn.conn_id!r} has no API key: set its password (API key) field"
-            )
+        api_key = clean_api_key(conn.password, conn.conn_id)
         extra = conn.extra_dejson
         base_url = _base_url(conn.host, conn.port)
         if base_url.endswith("/v1"):
-            raise SkyvernError(
+            raise SkyvernConnectionError(
                 f"Skyvern connection {conn.conn_id!r}: base URL {base_url} ends in /v1, but the provider adds "
                 f"/v1 itself; set the host to {base_url.removesuffix('/v1')}"
             )
         return cls(
             base_url=base_url,
-            api_key=conn.password,
+            api_key=api_key,
             request_timeout=_extra_number(extra, "request_timeout", DEFAULT_REQUEST_TIMEOUT, conn.conn_id),
             max_retries=int(_extra_number(extra, "max_retries", DEFAULT_MAX_RETRIES, conn.conn_id)),
             total_timeout=_extra_number(extra, "total_timeout", DEFAULT_TOTAL_TIMEOUT, conn.conn_id),
         )
+
+
+def clean_api_key(password: str | None, conn_id: str) -> str:
+    """
+    The key without the whitespace around it (a secret file written by ``echo``, a Kubernetes secret mount,
+    a paste); a key still holding a character an HTTP header cannot carry fails here, before any request,
+    with a line that names the connection and the kind of character, never the value.
+    """
+    api_key = (password or "").strip()
+    if not api_key:
+        raise SkyvernConnectionError(
+            f"Skyvern connection {conn_id!r} has no API key: set its password (API key) field"
+        )
+    odd = _odd_character(api_key)
+    if odd is not None:
+        raise SkyvernConnectionError(
+            f"Skyvern connection {conn_id!r}: its API key (password) holds {odd} inside, which no Skyvern API "
+            "key has; set the key again (the value is not shown)"
+        )
+    return api_key
+
+
+def _odd_character(text: str) -> str | None:
+    """What kind of character makes ``text`` no API key: keys are printable ASCII without spaces."""
+    for char in text:
+        if "\x21" <= char <= "\x7e":
+            continue
+        if char in "\r\n":
+            return "a line break"
+        if char == "\t":
+            return "a tab"
+        if char == " ":
+            return "a space"
+        return "a non-ASCII character" if ord(char) > 0x7F else "a control character"
+    return None
 
 
 class ApiKeyAuth(httpx.Auth):
@@ -185,6 +219,21 @@ class _RedactDownloadUrls(logging.Filter):
 logging.getLogger("httpx").addFilter(_RedactDownloadUrls())
 
 
+class _HideRefusedHeaders(logging.Filter):
+    """httpcore's DEBUG trace quotes the header h11 refused (``Illegal header value b'...'``): keep the
+    line, not the value, which may be a key or a header a user templated."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Illegal header" in message:
+            record.msg, record.args = message.split("Illegal header", 1)[0] + "Illegal header (not shown)", ()
+        return True
+
+
+for _trace_logger in ("httpcore.http11", "httpcore.http2"):  # a parent's filter skips its children's records
+    logging.getLogger(_trace_logger).addFilter(_HideRefusedHeaders())
+
+
 def _base_url(host: str | None, port: int | None) -> str:
     """Host may hold a full URL (``http://localhost:8000``) or a bare host; empty means Skyvern Cloud."""
     if not host:
@@ -205,11 +254,13 @@ def _extra_number(extra: dict[str, Any], key: str, default: float, conn_id: str)
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise SkyvernError(
+        raise SkyvernConnectionError(
             f"Skyvern connection {conn_id!r}: extra {key!r} must be a number, got {value!r}"
         ) from None
     if number < 0:
-        raise SkyvernError(f"Skyvern connection {conn_id!r}: extra {key!r} must be >= 0, got {value!r}")
+        raise SkyvernConnectionError(
+            f"Skyvern connection {conn_id!r}: extra {key!r} must be >= 0, got {value!r}"
+        )
     return number
 
 
@@ -284,15 +335,23 @@ class SkyvernHook(BaseHook):
     def settings(self) -> ConnectionSettings:
         """Resolved synchronously; async code must call :meth:`aget_settings` first."""
         if self._settings is None:
-            # Airflow's connection lookup registers the key with the log masker (sync and async alike).
-            self._settings = ConnectionSettings.from_connection(self.get_connection(self.skyvern_conn_id))
+            # Airflow's connection lookup registers the key with the log masker (sync and async alike), as
+            # stored: a key trimmed of a newline or space is registered as sent, too.
+            conn = self.get_connection(self.skyvern_conn_id)
+            settings = ConnectionSettings.from_connection(conn)
+            if settings.api_key != conn.password:
+                mask_secret(settings.api_key)
+            self._settings = settings
         return self._settings
 
     async def aget_settings(self) -> ConnectionSettings:
         if self._settings is None:
             if AIRFLOW_V_3_1_PLUS:
                 conn = await self.aget_connection(self.skyvern_conn_id)
-                self._settings = ConnectionSettings.from_connection(conn)
+                settings = ConnectionSettings.from_connection(conn)
+                if settings.api_key != conn.password:
+                    await amask_secret(settings.api_key)
+                self._settings = settings
             else:  # pragma: no cover - Airflow 3.0: no async lookup. asgiref, as Airflow's own triggers do:
                 # asyncio.to_thread would run the triggerer's comms on another loop, and 3.0's mask_secret
                 # refuses to run on the event loop's thread.
@@ -512,6 +571,8 @@ class SkyvernHook(BaseHook):
                         raise httpx.RemoteProtocolError(
                             f"the body ended at byte {sink.size}, short of its range"
                         )
+            except httpx.LocalProtocolError:  # its text quotes the offending header
+                raise SkyvernRequestRefusedLocally("GET", shown) from None
             except httpx.TransportError as exc:
                 raise SkyvernTransportError("GET", shown, exc, request_sent=True) from None
 
@@ -887,7 +948,9 @@ def _request_arguments(api_call: ApiCall[Any]) -> dict[str, Any]:
 
 def _transport_error(
     api_call: ApiCall[Any], exc: httpx.TransportError, base_url: str
-) -> SkyvernTransportError:
+) -> SkyvernTransportError | SkyvernRequestRefusedLocally:
+    if isinstance(exc, httpx.LocalProtocolError):  # its text quotes the offending header, key included
+        return SkyvernRequestRefusedLocally(api_call.method, f"{base_url}{api_call.path}")
     return SkyvernTransportError(
         api_call.method,
         api_call.path,

@@ -111,7 +111,7 @@ def common_fields(values: Mapping[str, Any]) -> dict[str, Any]:
         "url": check.check_url("url", value("url")),
         "webhook_url": check.check_url("webhook_url", value("webhook_url")),
         "proxy_location": _check_named_proxy(value("proxy_location")),
-        "totp_identifier": value("totp_identifier"),
+        "totp_identifier": check.check_header_value("totp_identifier", value("totp_identifier")),
         "totp_url": check.check_url("totp_url", value("totp_url")),
         "browser_session_id": _check_id("browser_session_id", value("browser_session_id")),
         "browser_profile_id": _check_id("browser_profile_id", value("browser_profile_id")),
@@ -119,7 +119,7 @@ def common_fields(values: Mapping[str, Any]) -> dict[str, Any]:
         "browser_address": check.check_url(
             "browser_address", value("browser_address"), ("http", "https", "ws", "wss")
         ),
-        "extra_http_headers": check.check_string_map("extra_http_headers", value("extra_http_headers")),
+        "extra_http_headers": check.check_header_map("extra_http_headers", value("extra_http_headers")),
         "max_screenshot_scrolling_times": check.check_positive(
             "max_screenshot_scrolling_times", value("max_screenshot_scrolling_times"), allow_zero=True
         ),

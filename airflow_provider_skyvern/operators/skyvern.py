@@ -262,11 +262,11 @@ def _task_request(values: Mapping[str, Any], *, only_known: bool) -> TaskRunRequ
         "publish_workflow": value("publish_workflow"),
         "webhook_url": check.check_url("webhook_url", value("webhook_url")),
         "error_code_mapping": check.check_string_map("error_code_mapping", value("error_code_mapping")),
-        "totp_identifier": value("totp_identifier"),
+        "totp_identifier": check.check_header_value("totp_identifier", value("totp_identifier")),
         "totp_url": check.check_url("totp_url", value("totp_url")),
         "title": value("title"),
         "model": value("model"),
-        "extra_http_headers": check.check_string_map("extra_http_headers", value("extra_http_headers")),
+        "extra_http_headers": check.check_header_map("extra_http_headers", value("extra_http_headers")),
         "include_action_history_in_verification": value("include_action_history_in_verification"),
         "max_screenshot_scrolls": check.check_positive(
             "max_screenshot_scrolls", value("max_screenshot_scrolls"), allow_zero=True

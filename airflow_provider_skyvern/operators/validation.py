@@ -7,6 +7,7 @@ once); templated values are checked again after rendering, just before the run i
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -136,6 +137,51 @@ def check_string_map(parameter: str, value: Any) -> dict[str, str] | None:
     return dict(value)
 
 
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP field name (RFC 9110 token)."""
+
+
+def _forbidden_in_header(text: str) -> str | None:
+    """The kind of the first character an HTTP header value cannot carry (a tab it can)."""
+    for char in text:
+        if char in "\r\n":
+            return "a line break"
+        if (char < " " and char != "\t") or char == "\x7f":
+            return "a control character"
+    return None
+
+
+def check_header_value(parameter: str, value: Any) -> str | None:
+    """A value sent as (or turned into) an HTTP header: a line break in it would inject another header."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidParameter(parameter, f"must be a string, got {type(value).__name__}")
+    odd = _forbidden_in_header(value)
+    if odd is not None:
+        raise InvalidParameter(parameter, f"holds {odd}, which an HTTP header cannot carry; remove it")
+    return value
+
+
+def check_header_map(parameter: str, value: Any) -> dict[str, str] | None:
+    """Headers the browser sends: valid names, values without line breaks; values (often credentials) are
+    never echoed."""
+    headers = check_string_map(parameter, value)
+    for name, header_value in (headers or {}).items():
+        if not HEADER_NAME.fullmatch(name):
+            raise InvalidParameter(
+                parameter, f"{name!r} is not an HTTP header name (letters, digits, -, _ ...)"
+            )
+        odd = _forbidden_in_header(header_value)
+        if odd is not None:
+            raise InvalidParameter(
+                parameter,
+                f"the value of header {name!r} holds {odd}, which an HTTP header cannot carry; remove it "
+                "(the value is not shown)",
+            )
+    return headers
+
+
 def check_choice(parameter: str, value: Any, choices: tuple[str, ...]) -> str | None:
     if value is None:
         return None
@@ -145,13 +191,15 @@ def check_choice(parameter: str, value: Any, choices: tuple[str, ...]) -> str | 
 
 
 def check_user_agent(value: Any) -> str | None:
+    """Sent as the ``x-user-agent`` header."""
     if value is None:
         return None
-    if not isinstance(value, str) or value.strip().lower() in FORBIDDEN_USER_AGENTS:
+    agent = check_header_value("user_agent", value)
+    if agent is not None and agent.strip().lower() in FORBIDDEN_USER_AGENTS:
         raise InvalidParameter(
             "user_agent", f"{value!r} is not accepted: 'skyvern-ui' makes Skyvern truncate the output"
         )
-    return value
+    return agent
 
 
 def normalize_schema(value: Any) -> dict[str, Any] | list[Any] | None:

@@ -239,7 +239,7 @@ def _workflow_request(values: Mapping[str, Any], *, only_known: bool) -> Workflo
         "title": value("title"),
         "proxy_location": check.check_proxy_location(value("proxy_location")),
         "webhook_url": check.check_url("webhook_url", value("webhook_url")),
-        "totp_identifier": value("totp_identifier"),
+        "totp_identifier": check.check_header_value("totp_identifier", value("totp_identifier")),
         "totp_url": check.check_url("totp_url", value("totp_url")),
         "browser_session_id": value("browser_session_id"),
         "browser_profile_id": value("browser_profile_id"),
@@ -248,7 +248,7 @@ def _workflow_request(values: Mapping[str, Any], *, only_known: bool) -> Workflo
         "max_screenshot_scrolls": check.check_positive(
             "max_screenshot_scrolls", value("max_screenshot_scrolls"), allow_zero=True
         ),
-        "extra_http_headers": check.check_string_map("extra_http_headers", value("extra_http_headers")),
+        "extra_http_headers": check.check_header_map("extra_http_headers", value("extra_http_headers")),
         "browser_address": check.check_url(
             "browser_address", value("browser_address"), ("http", "https", "ws", "wss")
         ),

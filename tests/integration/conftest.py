@@ -13,12 +13,13 @@ lines through stdlib logging. :class:`LogRecorder` records both, so each task's 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,9 +181,12 @@ def airflow_db(dags_folder: Path) -> None:
 
 
 @contextmanager
-def dag_tested(dags_folder: Path, dag_file: Path, dag_id: str) -> Iterator[DagTestResult]:
+def dag_tested(
+    dags_folder: Path, dag_file: Path, dag_id: str, *, stored_key: Callable[[str], str] = str
+) -> Iterator[DagTestResult]:
     """Copies ``dag_file`` into the dags folder and runs its DAG once with ``dag.test()`` against a fresh
-    emulator, which stays up (with the results) until the context ends."""
+    emulator, which stays up (with the results) until the context ends. ``stored_key`` makes the API key as
+    the connection stores it from the emulator's key (a trailing newline, say)."""
     try:
         from airflow.dag_processing.dagbag import DagBag
     except ImportError:  # Airflow < 3.2: DagBag lived in airflow.models
@@ -200,7 +204,12 @@ def dag_tested(dags_folder: Path, dag_file: Path, dag_id: str) -> Iterator[DagTe
         recorder = LogRecorder()
         # The connection only while the DAG runs: later unit tests expect skyvern_default to be theirs.
         with pytest.MonkeyPatch.context() as patch, recorder.recording():
-            patch.setenv("AIRFLOW_CONN_SKYVERN_DEFAULT", emulator.connection_json())
+            connection = {
+                "conn_type": "skyvern",
+                "host": emulator.base_url,
+                "password": stored_key(emulator.api_key),
+            }
+            patch.setenv("AIRFLOW_CONN_SKYVERN_DEFAULT", json.dumps(connection))
             dag_run = dag.test()
 
         task_states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
