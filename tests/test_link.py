@@ -56,8 +56,10 @@ def test_the_link_is_the_app_url_as_soon_as_the_run_started() -> None:
     assert SkyvernRunLink().get_link(op, ti_key="KEY") == "https://app.skyvern.com/runs/tsk_v2_1"  # type: ignore[arg-type]
 
     resumed = operator()  # execute_complete runs on a fresh operator in a new process
-    assert deferred.value.kwargs == {"run_id": "tsk_v2_1", "app_url": "https://app.skyvern.com/runs/tsk_v2_1"}
+    assert deferred.value.kwargs["run_id"] == "tsk_v2_1"
+    assert deferred.value.kwargs["app_url"] == "https://app.skyvern.com/runs/tsk_v2_1"
     with respx.mock(base_url=BASE_URL, assert_all_called=False) as mock:
+        mock.get("/v1/runs/tsk_v2_1").respond(200, json=task_run("tsk_v2_1", "running"))
         mock.post("/v1/runs/tsk_v2_1/cancel").respond(200)
         with pytest.raises(Exception, match="did not finish"):
             resumed.execute_complete(

@@ -193,8 +193,14 @@ def event(kind: str, status: str | None = None, message: str | None = None) -> d
     return {"kind": kind, "run_id": "tsk_v2_1", "run_status": status, "step_count": 4, "message": message}
 
 
+def recorded(run_id: str = "tsk_v2_1", **kwargs: Any) -> dict[str, Any]:
+    """The record an earlier ``execute`` of ``operator(**kwargs)`` left after submitting ``run_id``."""
+    submission = operator(**kwargs)._run_kind().submission(run_tag(make_context()))
+    return submission.at("submitted", run_id=run_id).model_dump(mode="json")
+
+
 def deferred_context(store: FakeStateStore | None = None) -> dict[str, Any]:
-    context = make_context(store or FakeStateStore(**{STATE_KEY: {"run_id": "tsk_v2_1"}}))
+    context = make_context(store or FakeStateStore(**{STATE_KEY: recorded()}))
     context["ti"].xcom_push("run_id", "tsk_v2_1")
     return context
 
@@ -226,7 +232,9 @@ def test_completed_run_returns_output_and_pushes_fresh_artifact_urls(skyvern: re
     if not AIRFLOW_V_3_1_PLUS:  # Airflow 3.0 cannot store a None XCom: none is pushed
         del expected["failure_reason"]
     assert context["ti"].xcoms == expected
-    assert context["task_state_store"].values == {}  # handed on: a cleared task starts a fresh run
+    # Kept until a later try or a clear: Airflow pushes the return value after this, and that may fail.
+    record = context["task_state_store"].values[STATE_KEY]
+    assert (record["phase"], record["ended_status"], record["run_id"]) == ("ended", "completed", "tsk_v2_1")
 
 
 @pytest.mark.parametrize("status", ["failed", "terminated", "canceled", "timed_out"])
@@ -249,7 +257,8 @@ def test_unsuccessful_final_status_fails_with_skyverns_reason(skyvern: respx.Moc
     )
     assert context["ti"].xcoms["status"] == status
     assert context["ti"].xcoms["failure_reason"] == "Could not find the products table"
-    assert context["task_state_store"].values == {}  # the next try starts a fresh run
+    record = context["task_state_store"].values[STATE_KEY]
+    assert (record["phase"], record["ended_status"]) == ("ended", status)  # the next try starts a fresh run
 
 
 @pytest.mark.parametrize(
@@ -260,7 +269,6 @@ def test_unsuccessful_final_status_fails_with_skyverns_reason(skyvern: respx.Moc
         {"status": "success"},
         {"kind": "success", "run_id": "tsk_v2_1"},
         {"kind": "terminal"},
-        {"kind": "terminal", "run_id": "tsk_v2_OTHER"},
         {"kind": "terminal", "run_id": "tsk_v2_1", "extra": 1},
         "completed",
     ],
@@ -279,6 +287,7 @@ def test_terminal_event_but_run_not_final_fails_closed(skyvern: respx.MockRouter
 
 
 def test_deadline_cancels_the_run_then_fails(skyvern: respx.MockRouter) -> None:
+    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=task_run("tsk_v2_1", "running", step_count=4))
     cancel = skyvern.post("/v1/runs/tsk_v2_1/cancel").respond(200, json=None)
     context = deferred_context()
     with pytest.raises(SkyvernRunFailedError) as raised:
@@ -294,6 +303,7 @@ def test_deadline_cancels_the_run_then_fails(skyvern: respx.MockRouter) -> None:
 def test_deadline_still_fails_when_the_cancel_fails(
     skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=task_run("tsk_v2_1", "running", step_count=4))
     skyvern.post("/v1/runs/tsk_v2_1/cancel").respond(404, json={"detail": "Run not found tsk_v2_1"})
     with pytest.raises(SkyvernRunFailedError, match="did not finish within timeout"):
         operator().execute_complete(deferred_context(), event("deadline", "running"))
@@ -322,7 +332,8 @@ def test_error_event_with_retries_left_keeps_the_run_for_the_next_try(skyvern: r
     with pytest.raises(SkyvernRunFailedError, match=r"the run is left going; the next try reattaches to it$"):
         operator().execute_complete(context, event("error", message="HTTP 404: gone"))
     assert cancel.call_count == 0
-    assert context["task_state_store"].values[STATE_KEY] == {"run_id": "tsk_v2_1"}
+    record = context["task_state_store"].values[STATE_KEY]
+    assert (record["phase"], record["run_id"]) == ("submitted", "tsk_v2_1")
 
 
 def test_error_event_with_cancel_on_kill_false_leaves_the_run_and_says_so(skyvern: respx.MockRouter) -> None:
@@ -335,6 +346,7 @@ def test_error_event_with_cancel_on_kill_false_leaves_the_run_and_says_so(skyver
 
 
 def test_deadline_says_when_the_cancel_failed(skyvern: respx.MockRouter) -> None:
+    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=task_run("tsk_v2_1", "running", step_count=4))
     skyvern.post("/v1/runs/tsk_v2_1/cancel").respond(404, json={"detail": "Run not found tsk_v2_1"})
     with pytest.raises(
         SkyvernRunFailedError,
@@ -342,6 +354,87 @@ def test_deadline_says_when_the_cancel_failed(skyvern: respx.MockRouter) -> None
         r"\(Skyvern POST /v1/runs/tsk_v2_1/cancel -> HTTP 404: Run not found tsk_v2_1\), it may still be going$",
     ):
         operator().execute_complete(deferred_context(), event("deadline", "running"))
+
+
+@pytest.mark.parametrize(("status", "outcome"), [("completed", "returns"), ("failed", "raises")])
+def test_a_run_that_ended_as_its_deadline_came_is_never_canceled_and_its_end_stands(
+    skyvern: respx.MockRouter, status: str, outcome: str
+) -> None:
+    """Issue 17 row 8: the deadline event is handled after the run ended. Skyvern 1.0.56 answers 400 to a
+    task run's cancel then, and for a finished workflow run revokes its last attempt and resends its webhook."""
+    final = completed() if status == "completed" else task_run("tsk_v2_1", "failed", failure_reason="Lost")
+    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=final)
+    cancel = skyvern.post("/v1/runs/tsk_v2_1/cancel").respond(
+        400, json={"detail": "Invalid task status transition"}
+    )
+    context = deferred_context()
+    if outcome == "returns":
+        assert operator().execute_complete(context, event("deadline", "running")) == OUTPUT
+    else:
+        with pytest.raises(SkyvernRunFailedError, match=r"^Skyvern run tsk_v2_1 ended failed: Lost$"):
+            operator().execute_complete(context, event("deadline", "running"))
+    assert cancel.call_count == 0
+    assert context["ti"].xcoms["status"] == status
+
+
+def test_an_earlier_triggers_event_defers_again_on_this_tries_run(skyvern: respx.MockRouter) -> None:
+    """Issue 17 row 3: a clear while deferred on SQLite hands try 2 the old trigger's event about run 1 (the
+    trigger row id is reused). Try 2 waits for its own run again, to the same deadline; nothing is canceled."""
+    cancel = skyvern.post(url__regex=r"/v1/runs/.+/cancel").respond(200, json=None)
+    reads = skyvern.get(url__regex=r"/v1/runs/tsk_v2_[0-9]+$").respond(200, json=completed())
+    context = deferred_context()
+    stale = {
+        "kind": "terminal",
+        "run_id": "tsk_v2_OLD",
+        "run_status": "canceled",
+        "step_count": 2,
+        "message": None,
+    }
+    with pytest.raises(TaskDeferred) as deferred:
+        operator().execute_complete(
+            context,
+            stale,
+            run_id="tsk_v2_1",
+            app_url="https://app/tsk_v2_1",
+            deadline=1_900_000_000.0,
+            limit="timeout=60s",
+        )
+    trigger = deferred.value.trigger
+    assert (trigger.run_id, trigger.deadline, trigger.limit) == ("tsk_v2_1", 1_900_000_000.0, "timeout=60s")
+    assert deferred.value.kwargs == {
+        "run_id": "tsk_v2_1",
+        "app_url": "https://app/tsk_v2_1",
+        "deadline": 1_900_000_000.0,
+        "limit": "timeout=60s",
+    }
+    assert (cancel.call_count, reads.call_count) == (0, 0)
+    assert context["ti"].xcoms.get("status") is None  # nothing handed on from the other run
+
+
+def test_the_result_is_handed_on_again_when_the_return_value_push_failed(skyvern: respx.MockRouter) -> None:
+    """Issue 17 row 1: Airflow pushes ``return_value`` after execute_complete returns; when that push fails
+    (an XCom backend answering 503, an OOM kill while serialising) the retry must not buy a second run."""
+    store = FakeStateStore()
+    post = skyvern.post("/v1/run/tasks").respond(200, json=our_run("tsk_v2_1", "queued"))
+    with pytest.raises(TaskDeferred):
+        operator().execute(make_context(store))
+    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=completed(run_request=echoed()))
+    assert operator().execute_complete(deferred_context(store), event("terminal", "completed")) == OUTPUT
+    # ... and here the task runner's push of the return value fails: the try fails, a retry follows.
+    retry = make_context(store, FakeTaskInstance(try_number=2))  # a retry: same max_tries, same tag
+    assert operator().execute(retry) == OUTPUT
+    assert post.call_count == 1
+
+
+def test_fire_and_forget_gives_the_same_run_id_to_a_retry(skyvern: respx.MockRouter) -> None:
+    """Issue 17 row 1, ``wait_for_completion=False``: the id was returned but not handed on (the push failed)."""
+    store = FakeStateStore()
+    post = skyvern.post("/v1/run/tasks").respond(200, json=our_run("tsk_v2_1", "queued"))
+    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=our_run("tsk_v2_1", "running"))
+    assert operator(wait_for_completion=False).execute(make_context(store)) == "tsk_v2_1"
+    retry = make_context(store, FakeTaskInstance(try_number=2))
+    assert operator(wait_for_completion=False).execute(retry) == "tsk_v2_1"
+    assert post.call_count == 1
 
 
 # ---- output check ----------------------------------------------------------------------------------
@@ -435,7 +528,10 @@ def test_retry_takes_the_result_of_a_completed_run_not_yet_handed_on(skyvern: re
     skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=completed(run_request=echoed()))
     assert operator().execute(make_context(store)) == OUTPUT
     assert skyvern.routes[2].call_count == 1  # the POST (0: run list, 1: timelines)
-    assert store.values == {}
+    assert (store.values[STATE_KEY]["phase"], store.values[STATE_KEY]["ended_status"]) == (
+        "ended",
+        "completed",
+    )
 
 
 @pytest.mark.parametrize("status", ["failed", "terminated", "canceled", "timed_out"])
@@ -513,7 +609,7 @@ def test_fire_and_forget_hands_the_run_on_so_a_clear_starts_a_new_one(skyvern: r
     store = FakeStateStore()
     post = skyvern.post("/v1/run/tasks").respond(200, json=our_run("tsk_v2_1", "queued"))
     assert operator(wait_for_completion=False).execute(make_context(store)) == "tsk_v2_1"
-    assert store.values == {}
+    assert (store.values[STATE_KEY]["phase"], store.values[STATE_KEY]["run_id"]) == ("handed_on", "tsk_v2_1")
     cancel = skyvern.post("/v1/runs/tsk_v2_1/cancel").respond(200, json=None)
     post.respond(200, json=our_run("tsk_v2_2", "queued"))
     cleared = make_context(store, FakeTaskInstance(try_number=2, max_tries=1))
@@ -648,12 +744,25 @@ def test_without_a_state_store_the_tag_finds_a_running_v1_run(skyvern: respx.Moc
     assert listing.calls.last.request.url.params["search_key"] == TAG
 
 
-def test_tag_path_does_not_adopt_finished_runs(skyvern: respx.MockRouter) -> None:
+@pytest.mark.parametrize("status", ["failed", "canceled", "timed_out"])
+def test_tag_path_does_not_adopt_runs_that_ended_badly(skyvern: respx.MockRouter, status: str) -> None:
     post = skyvern.post("/v1/run/tasks").respond(200, json=task_run("tsk_2", "created"))
-    skyvern.get("/v1/runs").respond(200, json=[run_list_item("tsk_1", "completed", title=f"x [{TAG}]")])
+    skyvern.get("/v1/runs").respond(200, json=[run_list_item("tsk_1", status, title=f"x [{TAG}]")])
     with pytest.raises(TaskDeferred):
         operator(engine="skyvern_v1").execute(make_context())
     assert post.call_count == 1
+
+
+def test_tag_path_hands_a_completed_run_of_this_request_on_again(skyvern: respx.MockRouter) -> None:
+    """Issue 17 row 4 (Airflow < 3.3, no state store): the run completed but the try failed after it (its
+    files could not be copied, its result not pushed); the retry takes it instead of paying for another."""
+    post = skyvern.post("/v1/run/tasks").respond(200, json=task_run("tsk_2", "created"))
+    skyvern.get("/v1/runs").respond(200, json=[run_list_item("tsk_1", "completed", title=f"x [{TAG}]")])
+    skyvern.get("/v1/runs/tsk_1").respond(
+        200, json=completed("tsk_1", run_type="task_v1", run_request=echoed(engine="skyvern-1.0"))
+    )
+    assert operator(engine="skyvern_v1").execute(make_context()) == OUTPUT
+    assert post.call_count == 0
 
 
 # ---- blocking mode ---------------------------------------------------------------------------------

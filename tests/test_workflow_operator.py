@@ -315,7 +315,8 @@ def test_wait_for_completion_false_returns_the_run_id(skyvern: respx.MockRouter)
     skyvern.post("/v1/run/agents").respond(200, json=ours("wr_1", "queued"))
     store = FakeStateStore()
     assert operator(wait_for_completion=False).execute(make_context(store)) == "wr_1"
-    assert store.values == {}  # handed on: a clear starts a new run
+    record = store.values[STATE_KEY]  # handed on: a clear starts a new run, a retry gives the same id
+    assert (record["phase"], record["run_id"]) == ("handed_on", "wr_1")
 
 
 # ---- duplicate protection --------------------------------------------------------------------------

@@ -41,6 +41,8 @@ class SkyvernRunFailedError(AirflowException):
     """The Skyvern run ended failed, terminated, canceled or timed out, or did not finish in time."""
 
 
+READ_AT_DEADLINE_SECONDS = 5.0
+"""How long the last read of a run at its deadline may take, before it is canceled."""
 RUN_TEMPLATE_FIELDS = ("artifacts_destination",)
 """Templated on every run operator (subclasses add them to their own ``template_fields``)."""
 
@@ -103,6 +105,7 @@ class SkyvernRunOperatorBase(BaseOperator):
         self.skyvern_app_url: str | None = None
         """The run's page in Skyvern's UI once a run exists: what :class:`SkyvernRunLink` shows."""
         self._active_run_id: str | None = None
+        self._claim: RunClaim | None = None
 
     # ---- what a subclass says -------------------------------------------------------------------------
 
@@ -166,7 +169,15 @@ class SkyvernRunOperatorBase(BaseOperator):
             kind = self._run_kind()
         except check.InvalidParameter as exc:
             raise AirflowFailException(f"{type(self).__name__}: {exc} (after rendering templates)") from None
-        claim = RunClaim(self.hook, context, kind, reattach=self.reattach, log=self.log)
+        claim = RunClaim(
+            self.hook,
+            context,
+            kind,
+            reattach=self.reattach,
+            log=self.log,
+            cancel_abandoned=self.cancel_on_kill,
+        )
+        self._claim = claim
         try:
             run = claim.earlier_run()
         except RunStateUnknown:  # already says what is known and what is not
@@ -186,33 +197,57 @@ class SkyvernRunOperatorBase(BaseOperator):
             return self._finish(context, run)
         deadline, limit = self._deadline(context)
         if self.deferrable:
-            from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
-
-            self.defer(
-                trigger=SkyvernRunTrigger(
-                    run_id=run.run_id,
-                    deadline=deadline,
-                    poll_interval=self.poll_interval,
-                    skyvern_conn_id=self.skyvern_conn_id,
-                    cancel_on_kill=self.cancel_on_kill,
-                    limit=limit,
-                ),
-                method_name="execute_complete",
-                kwargs={"run_id": run.run_id, "app_url": run.app_url},
-                timeout=None,  # the deadline lives in the trigger, so a timeout still reaches execute_complete
-            )
+            self._defer_on(run.run_id, run.app_url, deadline, limit)
         return self._handle_event(context, self._wait_blocking(run.run_id, deadline, limit))
 
+    def _defer_on(self, run_id: str, app_url: str | None, deadline: float, limit: str) -> None:
+        from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
+
+        self.defer(
+            trigger=SkyvernRunTrigger(
+                run_id=run_id,
+                deadline=deadline,
+                poll_interval=self.poll_interval,
+                skyvern_conn_id=self.skyvern_conn_id,
+                cancel_on_kill=self.cancel_on_kill,
+                limit=limit,
+            ),
+            method_name="execute_complete",
+            kwargs={"run_id": run_id, "app_url": app_url, "deadline": deadline, "limit": limit},
+            timeout=None,  # the deadline lives in the trigger, so a timeout still reaches execute_complete
+        )
+
     def execute_complete(
-        self, context: Any, event: Any = None, run_id: str | None = None, app_url: str | None = None
+        self,
+        context: Any,
+        event: Any = None,
+        run_id: str | None = None,
+        app_url: str | None = None,
+        deadline: float | None = None,
+        limit: str | None = None,
     ) -> Any:
-        """:param run_id: the run this task deferred on (the event must name it); ``app_url`` its page."""
+        """:param run_id: the run this task deferred on; ``app_url`` its page; ``deadline`` and ``limit`` the
+        wait's end (Unix time) and what it stands for."""
         from airflow_provider_skyvern.triggers.events import RunEvent
 
         if run_id is None:  # dag.test() resumes with the event only: the XComs pushed before deferring
             run_id, app_url = self._pulled(context, "run_id"), self._pulled(context, APP_URL_XCOM_KEY)
         self.skyvern_app_url = app_url
-        parsed = RunEvent.from_payload(event, expected_run_id=run_id)
+        parsed = RunEvent.from_payload(event)
+        if run_id is not None and parsed.run_id != run_id:
+            # An earlier trigger's event (a clear while deferred; SQLite reuses the deleted trigger's id, so
+            # it reaches this try): this try's run still needs waiting for.
+            self.log.warning(
+                "Event about Skyvern run %s (%s) comes from an earlier try's trigger; this try waits for run "
+                "%s: waiting for it again",
+                parsed.run_id,
+                parsed.kind,
+                run_id,
+            )
+            if deadline is None:
+                deadline, limit = self._deadline(context)
+            self._active_run_id = run_id
+            self._defer_on(run_id, app_url, deadline, limit or f"timeout={self.timeout:g}s")
         self._active_run_id = parsed.run_id
         return self._handle_event(context, parsed)
 
@@ -225,7 +260,11 @@ class SkyvernRunOperatorBase(BaseOperator):
         """Blocking mode: the worker is being killed, so the remote run must not keep going (and billing)."""
         from airflow_provider_skyvern.operators.claim import cancel_at_once
 
-        if self._active_run_id and self.cancel_on_kill:
+        if not self.cancel_on_kill:
+            return
+        if self._claim is not None and self._claim.abandon():  # the POST was in flight: its run is handled
+            return
+        if self._active_run_id:
             cancel_at_once(self.hook, self._active_run_id, self.log)
 
     # ---- steps ----------------------------------------------------------------------------------------
@@ -290,7 +329,15 @@ class SkyvernRunOperatorBase(BaseOperator):
                 f"Stopped waiting for Skyvern run {event.run_id}: {event.message}; {after}"
             )
         if event.kind == "deadline":
-            after = self._cancel(event.run_id)
+            seen = self._read_at_deadline(event)
+            if seen is not None and seen.is_terminal:  # it ended as the wait ran out: its result stands
+                self.log.info(
+                    "Skyvern run %s ended %s as the wait reached its deadline: handing on what it did",
+                    seen.run_id,
+                    seen.status.value,
+                )
+                return self._finish(context, seen)
+            after = self._cancel(event.run_id, seen, read=False)
             ledger.clear()
             limit = event.limit or f"timeout={self.timeout:g}s"
             if event.run_status is None and event.message:
@@ -328,7 +375,7 @@ class SkyvernRunOperatorBase(BaseOperator):
 
     def _finish(self, context: Any, run: RunResponse) -> Any:
         from airflow_provider_skyvern.operators import story
-        from airflow_provider_skyvern.operators.reattach import SubmissionLedger
+        from airflow_provider_skyvern.operators.reattach import BAD_OUTPUT, SubmissionLedger
         from airflow_provider_skyvern.results import failure_message, result_xcoms
 
         ledger = SubmissionLedger(context)
@@ -338,15 +385,19 @@ class SkyvernRunOperatorBase(BaseOperator):
         story.log_story(self.hook, run, self.log)
         copy_failed = self._copy_artifacts(context, run, ledger)
         if run.status is not RunStatus.completed:
-            ledger.clear()
+            ledger.ended(run.run_id, run.status.value)
             log_full_reason(run, self.log)
             raise SkyvernRunFailedError(failure_message(run))
         if copy_failed is not None:
             raise copy_failed
         try:
             self._check_output(context, run)
-        finally:
-            ledger.clear()
+        except Exception:
+            ledger.ended(run.run_id, BAD_OUTPUT)  # it ended badly for this task: a retry may buy a new run
+            raise
+        # Kept, not deleted: Airflow pushes the return value after this returns, and that can fail; a retry
+        # then hands this run on again (the record says so) instead of paying for another.
+        ledger.ended(run.run_id, run.status.value)
         self.log.info("Skyvern run %s completed in %s steps", run.run_id, run.step_count)
         return run.output
 
@@ -375,10 +426,21 @@ class SkyvernRunOperatorBase(BaseOperator):
         self._push(context, {"artifacts": manifest.to_xcom()})
         return None
 
-    def _cancel(self, run_id: str) -> str:
+    def _read_at_deadline(self, event: RunEvent) -> RunResponse | None:
+        """The run once more before canceling it (it may have ended meanwhile), in a few seconds: the deadline
+        binds. Not when every poll failed up to the deadline: reading again would only make it later."""
+        if event.run_status is None:
+            return None
+        try:
+            return self.hook.get_run(event.run_id, deadline=self.hook.clock.time() + READ_AT_DEADLINE_SECONDS)
+        except SkyvernError as exc:
+            self.log.warning("Could not read Skyvern run %s at its deadline: %s", event.run_id, exc)
+            return None
+
+    def _cancel(self, run_id: str, seen: RunResponse | None = None, *, read: bool = True) -> str:
         from airflow_provider_skyvern.operators.claim import cancel_run
 
-        return cancel_run(self.hook, run_id, self.log)
+        return cancel_run(self.hook, run_id, self.log, seen, read=read)
 
 
 def _status_of(run: RunResponse) -> str:

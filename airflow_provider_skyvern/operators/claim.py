@@ -8,13 +8,17 @@ message saying so and nothing is submitted (Airflow retries; the next try looks 
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timezone
 from typing import Any
 
-from airflow_provider_skyvern.exceptions import SkyvernError
+from airflow_provider_skyvern.compat import AirflowException
+from airflow_provider_skyvern.exceptions import SkyvernError, SkyvernNotFoundError
 from airflow_provider_skyvern.hooks.retry import may_have_created
-from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
+from airflow_provider_skyvern.hooks.skyvern import KILL_CANCEL_TIMEOUT, SkyvernHook
 from airflow_provider_skyvern.models import RunResponse, RunStatus
 from airflow_provider_skyvern.operators.kinds import RunKind
 from airflow_provider_skyvern.operators.reattach import (
@@ -26,6 +30,10 @@ from airflow_provider_skyvern.operators.reattach import (
     run_tag,
 )
 
+READ_BEFORE_CANCEL_SECONDS = 10.0
+KILL_WAIT_SECONDS = 3.0
+"""How long ``on_kill`` waits for an in-flight POST's answer: inside the 5 s Airflow's supervisor allows
+between SIGTERM and SIGKILL, with room for the cancel."""
 NOT_SUBMITTING = "not starting another run while that is unknown; the next try looks again"
 NOT_SUBMITTING_BLIND = (
     "not starting another run, which could be a second one: look for it among Skyvern's runs, then clear "
@@ -33,8 +41,24 @@ NOT_SUBMITTING_BLIND = (
 )
 
 
-def cancel_run(hook: SkyvernHook, run_id: str, log: Any) -> str:
-    """Best effort; returns what really happened, for the task's error message (also logged)."""
+def cancel_run(
+    hook: SkyvernHook, run_id: str, log: Any, seen: RunResponse | None = None, *, read: bool = True
+) -> str:
+    """
+    Best effort; returns what really happened, for the task's error message (also logged). The run is read
+    first (``seen``: just read by the caller; ``read=False``: no time left to read it): a run already final
+    is never canceled (Skyvern 1.0.56 answers 400 for a task run, and for a finished workflow run revokes its
+    last attempt and sends its webhook again).
+    """
+    run = seen
+    if run is None and read:
+        try:
+            run = hook.get_run(run_id, deadline=time.time() + READ_BEFORE_CANCEL_SECONDS)
+        except Exception as exc:  # unknown: canceling is the safe side for money
+            log.warning("Could not read Skyvern run %s before canceling it: %s", run_id, exc)
+    if run is not None and run.is_terminal:
+        log.info("Skyvern run %s had already ended %s: not canceling it", run_id, run.status.value)
+        return f"it had already ended {run.status.value}"
     try:
         hook.cancel_run(run_id)
     except Exception as exc:
@@ -58,42 +82,97 @@ def cancel_at_once(hook: SkyvernHook, run_id: str, log: Any) -> None:
         log.info("Canceled Skyvern run %s", run_id)
 
 
+class KilledWhileStarting(AirflowException):
+    """The kill came while the run-creating POST was in flight; the run it created was canceled."""
+
+
 def _when(unix: float) -> str:
     return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class RunClaim:
     """
-    Built once per try from the rendered request of any kind of run. ``reattach=False`` keeps no record,
-    adds no tag and looks nothing up: every try submits, and an ambiguous POST failure fails the try.
+    Built once per try from the rendered request of any kind of run. ``reattach=False`` adopts nothing, adds
+    no tag and looks nothing up (every try submits, and an ambiguous POST failure fails the try), but still
+    keeps the record, so a later try cancels an earlier try's run that nobody waits for any more.
     """
 
-    def __init__(self, hook: SkyvernHook, context: Any, kind: RunKind, *, reattach: bool, log: Any) -> None:
+    def __init__(
+        self,
+        hook: SkyvernHook,
+        context: Any,
+        kind: RunKind,
+        *,
+        reattach: bool,
+        log: Any,
+        cancel_abandoned: bool = True,
+    ) -> None:
         self.hook = hook
         self.log = log
-        self.ledger = SubmissionLedger(context if reattach else {})
+        self.ledger = SubmissionLedger(context)
         self.finder = RunFinder(hook, hook.clock.sleep)
         self.kind = kind
-        self.submission: Submission | None = None
+        self.reattach = reattach
+        self._posting: Future[RunResponse] | None = None
+        self._killed = False
+        self._cancels: dict[str, threading.Event] = {}
+        self.cancel_abandoned = cancel_abandoned
+        ti = context["ti"]
+        tag = run_tag(context)
+        self.submission: Submission = kind.submission(tag)
         if reattach:
-            ti = context["ti"]
-            tag = run_tag(context)
-            self.submission = kind.submission(tag)
             self.kind = kind.tagged(f"{ti.dag_id}.{ti.task_id}", tag)
 
     # ---- an earlier try's run ---------------------------------------------------------------------------
 
     def earlier_run(self) -> RunResponse | None:
         """The run to adopt, if any; cancels earlier runs nobody will wait for."""
-        if self.submission is None:
+        if not self.reattach:
+            self._cancel_unwaited()
             return None
         if self.ledger.available:
             record = self.ledger.read()
             return self._from_record(record) if record is not None else None
-        return self._still_going_by_tag(self.submission)
+        return self._by_tag(self.submission)
+
+    def _cancel_unwaited(self) -> None:
+        """``reattach=False``: an earlier try's run still going has nobody waiting for it once this try starts
+        its own (a retry after a lost worker, or a clear while the old trigger is being moved or killed)."""
+        record = self.ledger.read() if self.ledger.available else None
+        self.ledger.clear()
+        if record is None or record.run_id is None or record.phase != "submitted":
+            return
+        if not self.cancel_abandoned:
+            self.log.info(
+                "Skyvern run %s of an earlier try is left going (cancel_on_kill=False); reattach=False: starting "
+                "a new run",
+                record.run_id,
+            )
+            return
+        self.log.warning(
+            "Skyvern run %s of an earlier try has nobody waiting for it (reattach=False): canceling it",
+            record.run_id,
+        )
+        cancel_run(self.hook, record.run_id, self.log)
 
     def _from_record(self, record: Submission) -> RunResponse | None:
-        assert self.submission is not None
+        mine = record.same_request(self.submission)
+        if record.phase == "handed_on" and not mine:
+            self.log.info(
+                "Skyvern run %s was handed on by an earlier try (wait_for_completion=False): it belongs to "
+                "whoever waits for it, so it is left going; starting a new run",
+                record.run_id,
+            )
+            self.ledger.clear()
+            return None
+        if record.phase == "ended" and not (mine and record.ended_well):
+            self.log.info(
+                "Skyvern run %s of an earlier try ended %s; starting a fresh run",
+                record.run_id,
+                record.ended_status,
+            )
+            self.ledger.clear()
+            return None
         if not record.findable and record.run_id is None and record.tag != self.submission.tag:
             self.log.warning(
                 "A submission of this task before it was cleared (%s) may have created a Skyvern run that "
@@ -102,16 +181,11 @@ class RunClaim:
             )
             self.ledger.clear()
             return None
-        run = self._resolve(record)
+        run = self._resolve(record, mine)
         if run is None:
-            self.log.info(
-                "The submission of an earlier try (%s) created no Skyvern run: none was listed in the "
-                "time it would have taken; starting one",
-                _when(record.since),
-            )
             self.ledger.clear()
             return None
-        if not record.same_request(self.submission):
+        if not mine:
             why = (
                 "a cleared earlier run of this task"
                 if record.tag != self.submission.tag
@@ -121,14 +195,16 @@ class RunClaim:
                 self.log.warning(
                     "Skyvern run %s belongs to %s: canceling it, not adopting it", run.run_id, why
                 )
-                cancel_run(self.hook, run.run_id, self.log)
+                cancel_run(self.hook, run.run_id, self.log, run)
             self.ledger.clear()
             return None
-        if not run.is_terminal or run.status is RunStatus.completed:
+        if record.phase in ("handed_on", "ended") or not run.is_terminal or run.status is RunStatus.completed:
             self.log.info(
                 "Reattaching to Skyvern run %s (%s) started by an earlier try", run.run_id, run.status.value
             )
             self.submission = record.model_copy(update={"run_id": run.run_id})
+            if record.phase == "submitting":
+                self.submission = self.submission.at("submitted")
             self.ledger.write(self.submission)
             return run
         self.log.info(
@@ -137,11 +213,33 @@ class RunClaim:
         self.ledger.clear()
         return None
 
-    def _resolve(self, record: Submission) -> RunResponse | None:
-        """The run ``record`` stands for; None only when it is known that no run was created."""
+    def _resolve(self, record: Submission, mine: bool) -> RunResponse | None:
+        """The run ``record`` stands for; None only when it is known that no run was created (or, for a
+        record of an earlier clear generation, that its run is gone)."""
         if record.run_id:
             try:
                 return self.hook.get_run(record.run_id)
+            except SkyvernNotFoundError as exc:
+                if exc.no_such_endpoint:
+                    raise RunStateUnknown(
+                        f"Could not read Skyvern run {record.run_id} ({exc}); {NOT_SUBMITTING}"
+                    ) from None
+                if not mine:
+                    self.log.warning(
+                        "Skyvern run %s recorded before the task was cleared is not found at %s (%s): "
+                        "forgetting it and starting a new run",
+                        record.run_id,
+                        self.hook.settings.base_url,
+                        exc,
+                    )
+                    return None
+                raise RunStateUnknown(
+                    f"Skyvern run {record.run_id} started by an earlier try is not found at "
+                    f"{self.hook.settings.base_url} ({exc}): the connection may now point at another "
+                    "organisation or server, or the run was deleted. Not starting a second run while it may "
+                    "exist elsewhere: point the connection back to let the next try reattach, or clear the "
+                    "task to start a new run"
+                ) from None
             except SkyvernError as exc:
                 raise RunStateUnknown(
                     f"Could not read Skyvern run {record.run_id} started by an earlier try ({exc}); {NOT_SUBMITTING}"
@@ -171,31 +269,39 @@ class RunClaim:
             f"Skyvern run: none is listed so far; {NOT_SUBMITTING}"
         )
 
-    def _still_going_by_tag(self, submission: Submission) -> RunResponse | None:
-        """Airflow < 3.3 (no state store): a title-keeping run of this task instance still going. Runs
-        that keep no title (skyvern-2.0 tasks, workflows) cannot be told from other DAGs' runs here."""
+    def _by_tag(self, submission: Submission) -> RunResponse | None:
+        """Airflow < 3.3 (no state store): a title-keeping run of this task instance, going or completed
+        (a completed one whose result could not be handed on, or whose files could not be copied, is handed
+        on again). Runs that keep no title (skyvern-2.0 tasks, workflows) cannot be told from other DAGs'
+        runs here."""
         if not submission.keeps_title:
             return None
-        going = [
-            self.hook.get_run(item.run_id)
+        listed = [
+            item
             for item in self.finder.tagged(submission)
-            if not item.status.is_terminal
+            if not item.status.is_terminal or item.status is RunStatus.completed
         ]
-        runs = [run for run in going if submission.describes(run)]
+        runs = [self.hook.get_run(item.run_id) for item in listed]
+        going = [run for run in runs if not run.is_terminal]
         for other in going:
-            if other not in runs:
+            if not submission.describes(other):
                 self.log.warning(
                     "Skyvern run %s belongs to an earlier try with a different request (the DAG changed): "
                     "canceling it, not adopting it",
                     other.run_id,
                 )
-                cancel_run(self.hook, other.run_id, self.log)
-        if not runs:
+                cancel_run(self.hook, other.run_id, self.log, other)
+        ours = [run for run in runs if submission.describes(run)]
+        ours_going = [run for run in ours if not run.is_terminal]
+        if ours_going:  # newest first
+            adopted, *others = ours_going
+            for other in others:
+                self.log.warning("Skyvern run %s of this task is a duplicate nobody waits for", other.run_id)
+                cancel_run(self.hook, other.run_id, self.log, other)
+        elif ours:
+            adopted = ours[0]
+        else:
             return None
-        adopted, *others = runs  # newest first
-        for other in others:
-            self.log.warning("Skyvern run %s of this task is a duplicate nobody waits for", other.run_id)
-            cancel_run(self.hook, other.run_id, self.log)
         self.log.info(
             "Reattaching to Skyvern run %s (%s) found by its tag", adopted.run_id, adopted.status.value
         )
@@ -204,13 +310,18 @@ class RunClaim:
     # ---- a new submission ---------------------------------------------------------------------------
 
     def submit(self) -> RunResponse:
-        """One POST; recorded before it is sent, so a try that dies mid-way leaves a trace."""
-        if self.submission is not None:
-            self.submission = self.submission.model_copy(update={"since": time.time(), "run_id": None})
-            self.ledger.write(self.submission)
+        """
+        One POST, recorded as in flight before it is sent, so a try that dies mid-way leaves a trace. The POST
+        runs on a helper thread: a kill (``on_kill``, in the main thread's signal handler) can then wait for
+        its answer and cancel the run it created (:meth:`abandon`).
+        """
+        self.submission = self.submission.model_copy(
+            update={"since": time.time(), "run_id": None, "phase": "submitting"}
+        )
+        self.ledger.write(self.submission)
         run: RunResponse
         try:
-            run = self.kind.start(self.hook)
+            run = self._post()
         except SkyvernError as exc:
             if not may_have_created(exc):
                 self.ledger.clear()
@@ -219,10 +330,72 @@ class RunClaim:
         else:
             self.log.info("Started Skyvern run %s: %s", run.run_id, run.app_url or "(no app URL)")
         self._remember(run.run_id)
+        if self._killed:  # the kill came while the POST was in flight: its run has nobody to wait for it
+            self._cancel_once(run.run_id)
+            raise KilledWhileStarting(
+                f"The task was killed while starting Skyvern run {run.run_id}, which was canceled"
+            )
         return run
 
+    def _post(self) -> RunResponse:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skyvern-submit")
+        try:
+            self._posting = pool.submit(self.kind.start, self.hook)
+            self._posting.add_done_callback(self._cancel_if_killed)
+        finally:
+            pool.shutdown(wait=False)
+        return self._posting.result()
+
+    def _cancel_if_killed(self, posting: Future[RunResponse]) -> None:
+        """On the POST's thread as soon as it answers: a kill that came first cannot have waited for it."""
+        if self._killed and not posting.cancelled() and posting.exception() is None:
+            self._cancel_once(posting.result().run_id)
+
+    def abandon(self, grace: float = KILL_WAIT_SECONDS) -> bool:
+        """
+        ``on_kill`` while this try's POST may be in flight: waits up to ``grace`` seconds for its answer and
+        cancels the run it created. True when a POST was (or had just been) in flight, so the caller has
+        nothing else to cancel. Never raises: the kill goes on whatever happens.
+        """
+        posting = self._posting
+        if posting is None or (posting.done() and self.run_id is not None):
+            return False
+        self._killed = True
+        try:
+            run = posting.result(timeout=grace)
+        except FutureTimeout:
+            self.log.warning(
+                "Task killed while the POST starting its Skyvern run was in flight (since %s): its run, if "
+                "it creates one, is canceled the moment it answers, while this process lives; the record in "
+                "the task state store says a POST was in flight, for the next try to look",
+                _when(self.submission.since),
+            )
+            return True
+        except Exception:  # it failed: reported by the try itself, and no run to cancel is known
+            return True
+        self._cancel_once(run.run_id)
+        return True
+
+    def _cancel_once(self, run_id: str) -> None:
+        """The POST's thread (its answer came after the kill), ``on_kill`` and the main thread may each get
+        here: one sends the cancel, the others wait for it to be sent (no lock: a signal handler may
+        interrupt its holder)."""
+        sent = threading.Event()
+        first = self._cancels.setdefault(run_id, sent)  # atomic: exactly one caller gets its own back
+        if first is not sent:
+            first.wait(KILL_CANCEL_TIMEOUT + 1.0)
+            return
+        try:
+            cancel_at_once(self.hook, run_id, self.log)
+        finally:
+            sent.set()
+
+    @property
+    def run_id(self) -> str | None:
+        return self.submission.run_id
+
     def _after_ambiguous_failure(self, exc: SkyvernError) -> RunResponse:
-        if self.submission is None:
+        if not self.reattach:
             raise RunStateUnknown(
                 f"{exc}; could not tell whether a Skyvern run was created (reattach=False: not looking for it)"
             ) from None
@@ -253,13 +426,13 @@ class RunClaim:
         return found[0]
 
     def _remember(self, run_id: str) -> None:
-        if self.submission is not None:
-            self.submission = self.submission.model_copy(update={"run_id": run_id})
-            self.ledger.write(self.submission)
+        self.submission = self.submission.model_copy(update={"run_id": run_id, "phase": "submitted"})
+        self.ledger.write(self.submission)
 
     def handed_on(self) -> None:
-        """The run's result reached XCom (or the run ended badly): a clear or retry starts afresh."""
-        self.ledger.clear()
+        """``wait_for_completion=False`` handed the run id on: whoever waits owns the run (see ``Phase``)."""
+        self.submission = self.submission.at("handed_on")
+        self.ledger.write(self.submission)
 
     @staticmethod
     def _ambiguous(found: list[RunResponse]) -> str:

@@ -33,9 +33,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, HttpUrl, ValidationError
+from pydantic import BaseModel, HttpUrl, ValidationError, model_validator
 
 from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
@@ -159,9 +159,30 @@ def keeps_title(request: TaskRunRequest) -> bool:
     return effective_engine(request) not in TITLE_DROPPING_ENGINES
 
 
+RECORD_VERSION = 2
+"""Version 1 records (no ``version`` key) had no phase: a run id meant submitted, none submitting."""
+
+Phase = Literal["submitting", "submitted", "handed_on", "ended"]
+"""Where one run's life stands, each written before the step's side effect:
+
+* ``submitting``: a run-creating POST may be in flight since ``since`` (written before it is sent);
+* ``submitted``: the POST answered ``run_id`` (or an earlier try's run was adopted); somebody waits for it;
+* ``handed_on``: ``wait_for_completion=False`` handed the id on: whoever waits for it owns it, so a clear
+  never cancels it and a retry returns the same id;
+* ``ended``: the run was seen final (``ended_status``) and its result is being handed on. Airflow pushes
+  the return value after ``execute`` returns, and that push can fail, so the record stays: a retry of the
+  same clear generation hands the same completed run on again instead of buying a second one.
+"""
+BAD_OUTPUT = "output_rejected"
+"""``ended_status`` of a completed run whose output failed the task's own check: it ended badly."""
+
+
 class Submission(BaseModel):
     """What one submission asked for and when; the state store keeps it across tries (JSON only)."""
 
+    version: int = RECORD_VERSION
+    phase: Phase = "submitting"
+    ended_status: str | None = None
     tag: str
     fingerprint: str
     """Digest of the whole request (title aside): an edited DAG makes a different one."""
@@ -175,6 +196,25 @@ class Submission(BaseModel):
     """What ``GET /v1/runs?search_key=`` narrows the candidates by when the title keeps no tag (a workflow id)."""
     findable: bool = True
     """False when nothing on the server can recognise the run (login, download_files): only ``run_id`` counts."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        """A version 1 record (written before phases existed) reads as the phase it stood for."""
+        if isinstance(data, dict) and "version" not in data:
+            data = {
+                **data,
+                "version": RECORD_VERSION,
+                "phase": "submitted" if data.get("run_id") else "submitting",
+            }
+        return data
+
+    @property
+    def ended_well(self) -> bool:
+        return self.phase == "ended" and self.ended_status == "completed"
+
+    def at(self, phase: Phase, **fields: Any) -> Submission:
+        return self.model_copy(update={"phase": phase, **fields})
 
     @classmethod
     def of(cls, request: TaskRunRequest, tag: str) -> Submission:
@@ -284,6 +324,15 @@ class SubmissionLedger:
     def clear(self) -> None:
         if self._store is not None:
             self._store.delete(STATE_KEY)
+
+    def ended(self, run_id: str, status: str) -> None:
+        """The run was seen final: the record stays (see :data:`Phase`), saying how it ended."""
+        try:
+            record = self.read()
+        except RunStateUnknown:  # unreadable: the next try says so; the run's end is no reason to fail
+            return
+        if record is not None and record.run_id == run_id:
+            self.write(record.at("ended", ended_status=status))
 
 
 @dataclass

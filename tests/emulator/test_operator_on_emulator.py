@@ -95,7 +95,10 @@ def test_a_retry_takes_the_result_of_a_completed_run(emulator: EmulatorServer, c
     body = emulator.control.get(f"/v1/runs/{run['run_id']}", headers={"x-api-key": emulator.api_key}).json()
     assert output == body["output"]
     assert context["ti"].xcoms["status"] == "completed"
-    assert store.values == {}
+    assert (store.values[STATE_KEY]["phase"], store.values[STATE_KEY]["ended_status"]) == (
+        "ended",
+        "completed",
+    )
 
 
 def test_a_retry_after_a_failed_run_starts_a_fresh_one(emulator: EmulatorServer, clock: FakeClock) -> None:
