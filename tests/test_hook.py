@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,6 +12,7 @@ import httpx
 import pytest
 import respx
 
+from airflow_provider_skyvern.hooks import calls
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import (
     ArtifactType,
@@ -279,6 +281,25 @@ CASES: dict[str, CallCase] = {
         {"message": "Browser session closed"},
     ),
 }
+
+
+def test_each_endpoint_of_the_table_is_a_sync_and_an_async_method_with_one_signature() -> None:
+    table = {
+        name
+        for name, factory in vars(calls).items()
+        if not name.startswith("_")
+        and inspect.isfunction(factory)
+        and str(inspect.signature(factory).return_annotation).startswith("ApiCall[")
+    }
+    assert set(CASES) < table
+    hook = SkyvernHook()
+    for name in table:
+        sync, asynchronous = getattr(hook, name), getattr(hook, f"a{name}")
+        assert (
+            inspect.signature(sync) == inspect.signature(asynchronous) == inspect.signature(vars(calls)[name])
+        )
+        assert inspect.iscoroutinefunction(asynchronous)
+        assert not inspect.iscoroutinefunction(sync)
 
 
 def _assert_request(
