@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -162,7 +163,7 @@ class SkyvernHook(BaseHook):
         self._settings: ConnectionSettings | None = None
         self._client: httpx.Client | None = None
         self._lease: Lease | None = None
-        self._lease_loop: asyncio.AbstractEventLoop | None = None
+        self._lease_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
 
     def __repr__(self) -> str:
         return f"SkyvernHook(skyvern_conn_id={self.skyvern_conn_id!r})"
@@ -212,20 +213,27 @@ class SkyvernHook(BaseHook):
         return self._client
 
     async def aget_conn(self) -> httpx.AsyncClient:
-        """The running loop's shared client for this endpoint; one made on another loop is never reused."""
+        """
+        The running loop's shared client for this endpoint, borrowed: other hooks on the loop use it too,
+        so do not close it (:meth:`aclose` gives it back). One closed anyway is replaced on the next call.
+        """
         return (await self._alease()).client
 
     async def _alease(self) -> Lease:
         settings = await self.aget_settings()
         loop = asyncio.get_running_loop()  # from here on no await: concurrent first calls share one client
-        if self._lease is None or self._lease_loop is not loop:
-            self._lease = SHARED_CLIENTS.acquire(
-                self._endpoint(settings),
-                lambda ssl_context: httpx.AsyncClient(
-                    **client_options(settings), limits=POOL_LIMITS, verify=ssl_context
-                ),
-            )
-            self._lease_loop = loop
+        lease = self._lease
+        if lease is not None and self._lease_loop is not None and self._lease_loop() is loop:
+            return SHARED_CLIENTS.usable(lease)
+        if lease is not None:  # the hook moved to another loop: its first loop's lease has no user left here
+            SHARED_CLIENTS.give_up(lease)
+        self._lease = SHARED_CLIENTS.acquire(
+            self._endpoint(settings),
+            lambda ssl_context: httpx.AsyncClient(
+                **client_options(settings), limits=POOL_LIMITS, verify=ssl_context
+            ),
+        )
+        self._lease_loop = weakref.ref(loop)  # the lease holds the loop's clients, never the loop itself
         return self._lease
 
     @staticmethod
@@ -241,8 +249,12 @@ class SkyvernHook(BaseHook):
         """Give the shared client back (the last hook on the loop closes it)."""
         lease, self._lease = self._lease, None
         loop, self._lease_loop = self._lease_loop, None
-        if lease is not None and self._settings is not None and loop is asyncio.get_running_loop():
-            await SHARED_CLIENTS.release(self._endpoint(self._settings), lease)
+        if lease is None:
+            return
+        if loop is not None and loop() is asyncio.get_running_loop():
+            await SHARED_CLIENTS.release(lease)
+        else:
+            SHARED_CLIENTS.give_up(lease)
 
     def __enter__(self) -> SkyvernHook:
         return self
@@ -306,7 +318,8 @@ class SkyvernHook(BaseHook):
                     # A free slot first: httpcore rescans its whole queue on every request event.
                     async with lease.slots:
                         sending = True
-                        response = await lease.client.request(**api_call.request_arguments(), timeout=timeout)
+                        client = SHARED_CLIENTS.usable(lease).client
+                        response = await client.request(**api_call.request_arguments(), timeout=timeout)
             except httpx.TransportError as exc:
                 raise transport_error(api_call, exc, settings.base_url) from None
             except TimeoutError:  # a server trickling bytes (httpx times each read, not the whole) or no slot
