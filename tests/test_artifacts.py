@@ -301,3 +301,79 @@ def test_a_stream_that_broke_after_its_last_byte_is_complete_when_the_server_say
     assert route.calls[1].request.headers["range"] == f"bytes={len(body)}-"
     assert (tmp_path / "wr_1" / "downloads" / "whole.bin").read_bytes() == body
     assert manifest.files[0].verified
+
+
+def _unchecked(mock: respx.MockRouter, name: str) -> tuple[dict[str, Any], respx.Route]:
+    """A download Skyvern lists with neither checksum nor size (nothing to check the bytes against)."""
+    path = f"/bucket/{name}"
+    return {"url": f"{FILES_HOST}{path}?{SIGNATURE}", "filename": name}, mock.get(f"{FILES_HOST}{path}")
+
+
+def test_a_server_that_caps_each_range_is_asked_for_the_rest_until_the_whole_file_is_there(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path
+) -> None:
+    body = bytes(range(256)) * 40  # 10240 bytes; a CDN answers at most 3000 of them per range
+    entry, route = _unchecked(files, "capped.bin")
+
+    def capped(request: httpx.Request) -> httpx.Response:
+        if "range" not in request.headers:
+            return httpx.Response(200, stream=_Breaks(body[:1000]))
+        start = int(request.headers["range"].removeprefix("bytes=").rstrip("-"))
+        end = min(start + 3000, len(body)) - 1
+        headers = {"content-range": f"bytes {start}-{end}/{len(body)}"}
+        return httpx.Response(206, headers=headers, content=body[start : end + 1])
+
+    route.side_effect = capped
+
+    manifest = copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    assert [c.request.headers.get("range") for c in route.calls] == [
+        None,
+        "bytes=1000-",
+        "bytes=4000-",
+        "bytes=7000-",
+        "bytes=10000-",
+    ]
+    assert (tmp_path / "wr_1" / "downloads" / "capped.bin").read_bytes() == body
+    assert manifest.files[0].size == len(body)
+
+
+def test_a_capped_range_that_never_reaches_its_total_commits_nothing(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path
+) -> None:
+    entry, route = _unchecked(files, "stuck.bin")
+    route.side_effect = [
+        httpx.Response(200, stream=_Breaks(b"a" * 10)),
+        *[httpx.Response(206, headers={"content-range": "bytes 10-9/100"}, content=b"")] * 5,
+    ]
+
+    with pytest.raises(ArtifactCopyError, match=r"stuck\.bin .* failed: .*short of its total of 100 bytes"):
+        copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    assert not list((tmp_path / "wr_1" / "downloads").iterdir())
+
+
+def test_a_file_an_earlier_try_kept_without_proof_is_downloaded_again(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path
+) -> None:
+    entry, route = _unchecked(files, "report.csv")
+    route.respond(200, content=b"short")  # the first try got less than the file (nothing could tell)
+    copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+    route.respond(200, content=b"the whole report")
+
+    manifest = copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    assert (tmp_path / "wr_1" / "downloads" / "report.csv").read_bytes() == b"the whole report"
+    assert manifest.files[0].copied
+
+
+def test_a_file_an_earlier_try_kept_is_skipped_when_skyverns_size_and_checksum_match(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path
+) -> None:
+    entry = _serve(files, "ok.csv", b"proven")
+    copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    manifest = copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    assert not manifest.files[0].copied
+    assert manifest.files[0].verified

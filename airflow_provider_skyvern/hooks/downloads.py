@@ -127,9 +127,20 @@ def _starts_at(response: httpx.Response, offset: int) -> bool:
     return _content_range(response)[0] == offset
 
 
-def _range_reached_end(response: httpx.Response, size: int) -> bool:
-    _, last, _ = _content_range(response)
-    return last is None or size >= last + 1
+def _whole_after_range(response: httpx.Response, offset: int, size: int) -> bool:
+    """After a 206 from ``offset``: True when the file is whole, False when the server capped the range
+    (a CDN or proxy answering ``bytes a-b/total`` with ``b + 1 < total``) and the rest must be asked for.
+    A body short of its own range, or a range that brought nothing, is a broken stream (retried)."""
+    _, last, total = _content_range(response)
+    if last is not None and size < last + 1:
+        raise httpx.RemoteProtocolError(f"the body ended at byte {size}, short of its range")
+    if total is None or size >= total:
+        return True
+    if size <= offset:
+        raise httpx.RemoteProtocolError(
+            f"asked for bytes {offset}-, got none, short of its total of {total} bytes"
+        )
+    return False
 
 
 def _already_complete(response: httpx.Response, offset: int) -> bool:
@@ -163,6 +174,14 @@ def download(
     )
 
     def attempt() -> None:
+        while not fetch():  # a capped range is progress, not a failure: no retry is spent on it
+            if budget.used_up:
+                raise SkyvernTransportError(
+                    "GET", shown, httpx.ReadTimeout(f"out of time at byte {sink.size}"), request_sent=True
+                )
+
+    def fetch() -> bool:
+        """One request from ``sink.size`` on; False when the server capped its range and more is left."""
         offset = sink.size
         # identity: a Range counts encoded bytes, so a compressed body could not be resumed
         headers = {"Accept-Encoding": "identity"}
@@ -179,7 +198,7 @@ def download(
                 follow_redirects=not to_api,
             ) as response:
                 if _already_complete(response, offset):
-                    return
+                    return True
                 if not response.is_success:
                     response.read()
                     raise _download_error(shown, response, to_api)
@@ -189,8 +208,7 @@ def download(
                 if offset and response.status_code != 206:
                     sink.restart()  # the server ignored the Range and sends the whole file again
                 _pour(response, sink)
-                if response.status_code == 206 and not _range_reached_end(response, sink.size):
-                    raise httpx.RemoteProtocolError(f"the body ended at byte {sink.size}, short of its range")
+                return response.status_code != 206 or _whole_after_range(response, offset, sink.size)
         except httpx.LocalProtocolError:  # its text quotes the offending header
             raise SkyvernRequestRefusedLocally("GET", shown) from None
         except httpx.TransportError as exc:
