@@ -345,7 +345,7 @@ async def test_async_call_sends_exact_request(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("template", "query"),
-    [(None, []), (False, [("template", "false")]), (True, [("template", "true")])],
+    [(None, []), (False, []), (True, [("template", "true")])],
 )
 async def test_run_workflow_posts_to_run_agents_with_the_template_query_of_the_sdk(
     template: bool | None, query: list[tuple[str, str]]

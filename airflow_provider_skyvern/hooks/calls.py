@@ -119,8 +119,8 @@ def run_workflow(
     """
     Start a workflow (agent) run: ``POST /v1/run/agents``, the path of SDK 1.0.56 and the OpenAPI.
 
-    ``template`` is sent as ``?template=true`` / ``?template=false`` when given, as the SDK does; left
-    ``None``, the query is omitted and the server's default (false) applies.
+    ``template`` is sent as ``?template=true`` only when true: false is the server's default and the
+    official SDK sends no query for it.
     """
     headers = _agent_headers(user_agent)
     if max_steps_override is not None:
@@ -131,7 +131,7 @@ def run_workflow(
         "/v1/run/agents",
         _WORKFLOW_RUN,
         json=request.to_wire(),
-        params=[] if template is None else [("template", "true" if template else "false")],
+        params=[("template", "true")] if template else [],
         headers=headers,
         creates=True,
     )
