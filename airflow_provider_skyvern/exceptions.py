@@ -83,6 +83,7 @@ class SkyvernHTTPError(SkyvernError):
         *,
         retry_after: float | None = None,
         body: Any = None,
+        conn_id: str | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -90,12 +91,26 @@ class SkyvernHTTPError(SkyvernError):
         self.detail = detail
         self.retry_after = retry_after
         self.body = body
-        hint = f" ({self.hint})" if self.hint else ""
+        self.conn_id = conn_id
+        hint = f" ({self.describe_hint()})" if self.hint else ""
         super().__init__(f"Skyvern {method} {path} -> HTTP {status_code}: {detail}{hint}")
+
+    def describe_hint(self) -> str:
+        """What to do about it; a subclass may name the connection (``conn_id``)."""
+        return self.hint
 
 
 class SkyvernAuthError(SkyvernHTTPError):
     hint = "check the API key (password) of the Skyvern connection and that the base URL is the right server"
+
+    def describe_hint(self) -> str:
+        """The connection by name: a DAG may use several, and a 403 says nothing of which."""
+        if not self.conn_id:
+            return self.hint
+        return (
+            f"check the API key (password) of connection {self.conn_id!r} and that its base URL is the right "
+            "server"
+        )
 
 
 class SkyvernNotFoundError(SkyvernHTTPError):

@@ -105,7 +105,9 @@ def _pour(response: httpx.Response, sink: DownloadSink) -> None:
 _XML_ERROR = re.compile(r"<Code>([^<]*)</Code>(?:.*?<Message>([^<]*)</Message>)?", re.DOTALL)
 
 
-def _download_error(shown_url: str, response: httpx.Response, to_api: bool) -> SkyvernHTTPError:
+def _download_error(
+    shown_url: str, response: httpx.Response, to_api: bool, conn_id: str | None
+) -> SkyvernHTTPError:
     """A file server's refusal, its status and reason. Of an S3/GCS XML error only ``Code`` and ``Message``
     are kept: the rest (``SignatureProvided``, ``StringToSign``, ``AWSAccessKeyId``) echoes the URL's
     credentials."""
@@ -120,7 +122,14 @@ def _download_error(shown_url: str, response: httpx.Response, to_api: bool) -> S
         error_class = SkyvernServerError if response.status_code >= 500 else SkyvernHTTPError
         if response.status_code in (400, 403):
             detail += " (a presigned URL expired or was refused: read the run again for fresh URLs)"
-    return error_class("GET", shown_url, response.status_code, detail, retry_after=retry_after(response))
+    return error_class(
+        "GET",
+        shown_url,
+        response.status_code,
+        detail,
+        retry_after=retry_after(response),
+        conn_id=conn_id if to_api else None,
+    )
 
 
 def _starts_at(response: httpx.Response, offset: int) -> bool:
@@ -201,7 +210,7 @@ def download(
                     return True
                 if not response.is_success:
                     response.read()
-                    raise _download_error(shown, response, to_api)
+                    raise _download_error(shown, response, to_api, settings.conn_id)
                 if response.status_code == 206 and not _starts_at(response, offset):
                     sink.restart()  # not the part asked for: the next attempt asks for the whole file
                     raise httpx.RemoteProtocolError(f"asked for bytes {offset}-, answered another range")

@@ -85,8 +85,11 @@ def retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def raise_for_status(api_call: ApiCall[Any], response: httpx.Response, base_url: str) -> None:
-    """Nothing for a 2xx; else the error class of the status, with Skyvern's own detail."""
+def raise_for_status(
+    api_call: ApiCall[Any], response: httpx.Response, base_url: str, conn_id: str | None = None
+) -> None:
+    """Nothing for a 2xx; else the error class of the status, with Skyvern's own detail (and for a 403,
+    the connection by name)."""
     if response.is_success:
         return
     body = json_or_none(response)
@@ -98,6 +101,7 @@ def raise_for_status(api_call: ApiCall[Any], response: httpx.Response, base_url:
         describe_error_body(body, response.text),
         retry_after=retry_after(response),
         body=body,
+        conn_id=conn_id,
     )
     if isinstance(error, SkyvernNotFoundError) and error.no_such_endpoint:
         raise error.reworded(

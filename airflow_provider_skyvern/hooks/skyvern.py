@@ -180,11 +180,14 @@ class SkyvernHook(BaseHook):
     @property
     def settings(self) -> ConnectionSettings:
         """Resolved synchronously; async code must call :meth:`aget_settings` first."""
+        return self._read_settings(named=True)
+
+    def _read_settings(self, *, named: bool) -> ConnectionSettings:
         if self._settings is None:
             # Airflow's connection lookup registers the key with the log masker (sync and async alike), as
             # stored: a key trimmed of a newline or space is registered as sent, too.
             conn = self.get_connection(self.skyvern_conn_id)
-            settings = ConnectionSettings.from_connection(conn)
+            settings = ConnectionSettings.from_connection(conn, named=named)
             if settings.api_key != conn.password:
                 mask_secret(settings.api_key)
             self._settings = settings
@@ -288,7 +291,7 @@ class SkyvernHook(BaseHook):
                 response = client.request(**api_call.request_arguments(), timeout=timeout)
             except httpx.TransportError as exc:
                 raise transport_error(api_call, exc, settings.base_url) from None
-            raise_for_status(api_call, response, settings.base_url)
+            raise_for_status(api_call, response, settings.base_url, settings.conn_id)
             return response
 
         try:
@@ -329,7 +332,7 @@ class SkyvernHook(BaseHook):
                     else httpx.PoolTimeout(f"no free connection within {timeout:.1f} s")
                 )
                 raise transport_error(api_call, late, settings.base_url) from None
-            raise_for_status(api_call, response, settings.base_url)
+            raise_for_status(api_call, response, settings.base_url, settings.conn_id)
             return response
 
         try:
@@ -350,7 +353,7 @@ class SkyvernHook(BaseHook):
                 response = client.request(**api_call.request_arguments(), timeout=timeout)
             except httpx.TransportError as exc:
                 raise transport_error(api_call, exc, settings.base_url) from None
-        raise_for_status(api_call, response, settings.base_url)
+        raise_for_status(api_call, response, settings.base_url, settings.conn_id)
 
     # ---- files --------------------------------------------------------------------------------------
 
@@ -396,8 +399,12 @@ class SkyvernHook(BaseHook):
     # ---- Airflow UI ---------------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """One cheap authenticated call (``GET /v1/runs?page_size=1``); a rejected key is said plainly."""
+        """
+        One cheap authenticated call (``GET /v1/runs?page_size=1``); a rejected key is said plainly. Messages
+        do not name the connection: Airflow tests a form under a random id the user never made.
+        """
         try:
+            self._read_settings(named=False)
             self.list_runs(page_size=1)
         except SkyvernAuthError:
             return False, (
