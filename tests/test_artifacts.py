@@ -377,3 +377,70 @@ def test_a_file_an_earlier_try_kept_is_skipped_when_skyverns_size_and_checksum_m
 
     assert not manifest.files[0].copied
     assert manifest.files[0].verified
+
+
+def test_a_file_name_with_a_line_break_or_an_ansi_escape_forges_no_log_line_or_message(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    forged = "a.pdf\n[2026-12-01] INFO - Task exited with return code 0\x1b[2K"
+    ok = _serve(files, forged, b"fine")
+    bad = _serve(files, "b\r\nERROR fake.pdf", b"body", checksum="0" * 64)
+
+    with pytest.raises(ArtifactCopyError) as raised:
+        copy_run_artifacts(
+            hook, _run([ok, bad]), f"file://{tmp_path}", artifact_types=(), log=logging.getLogger("t")
+        )
+
+    message = str(raised.value)
+    assert message.startswith("Copying b\\r\\nERROR fake.pdf of Skyvern run wr_1")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert (
+        "Copied a.pdf\\n[2026-12-01] INFO - Task exited with return code 0\\x1b[2K of Skyvern run" in logged
+    )
+    for text in (message, logged):
+        assert "\x1b" not in text
+        assert "\r" not in text
+    assert "\nERROR" not in logged
+    assert "\n[2026" not in logged
+
+
+@pytest.mark.parametrize(
+    ("failure", "name"),
+    [
+        (httpx.TooManyRedirects("Exceeded maximum allowed redirects."), "TooManyRedirects"),
+        (httpx.DecodingError("Error -3 while decompressing data"), "DecodingError"),
+    ],
+)
+def test_a_redirect_loop_or_an_undecodable_body_fails_once_naming_the_file(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path, failure: Exception, name: str
+) -> None:
+    entry = _serve(files, "loop.pdf", b"")
+    route = files.get(entry["url"].split("?")[0])
+    route.side_effect = failure
+
+    with pytest.raises(ArtifactCopyError) as raised:
+        copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    message = str(raised.value)
+    assert message.startswith(f"Copying loop.pdf of Skyvern run wr_1 to file://{tmp_path}/wr_1/downloads/")
+    assert f"GET {FILES_HOST}/bucket/" in message
+    assert f"{name}: " in message
+    assert "SIGNATURE" not in message
+    assert route.call_count == 1  # the same answer again: not retried
+
+
+def test_a_copy_past_its_deadline_downloads_nothing_more_and_says_so(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path
+) -> None:
+    import time
+
+    entry = _serve(files, "late.pdf", b"late")
+    route = files.get(entry["url"].split("?")[0])
+
+    with pytest.raises(ArtifactCopyError, match=r"late\.pdf .*the operator's time is up"):
+        copy_run_artifacts(
+            hook, _run([entry]), f"file://{tmp_path}", artifact_types=(), deadline=time.time() - 1
+        )
+
+    assert route.call_count == 0

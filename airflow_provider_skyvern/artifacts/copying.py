@@ -72,7 +72,8 @@ def copy_run_artifacts(
         ``screenshot_final``); empty copies only the downloads.
     :param conn_id: Airflow connection of the object store, for a ``destination`` given as a string.
     :param log: where progress lines go (an operator passes ``self.log``).
-    :param deadline: Unix time after which no retry is started.
+    :param deadline: Unix time by which the copy ends (the operator's ``timeout``): no file is started after
+        it, and a download in progress stops there.
     :raises ArtifactCopyError: the run has not ended, its artifacts cannot be listed, or a file failed
         (download, checksum or size mismatch, write); the message names the file and the cause.
     :raises ValueError: ``destination`` is not a URI or path Airflow's object storage can open.
@@ -120,6 +121,8 @@ def _copy_one(
             f"Copying {source.label} of Skyvern run {run_id} to {target} failed: {one_line(cause)}"
         )
 
+    if deadline is not None and hook.clock.time() >= deadline:
+        raise failure("the operator's time is up (its timeout or execution_timeout) before this file")
     present = _already_there(source, target)
     if present is not None:
         log.info("%s of Skyvern run %s is already at %s: not downloaded again", source.label, run_id, target)

@@ -16,6 +16,7 @@ import httpx
 from tenacity import Retrying
 
 from airflow_provider_skyvern.exceptions import (
+    SkyvernBadFileResponse,
     SkyvernError,
     SkyvernHTTPError,
     SkyvernRequestRefusedLocally,
@@ -24,6 +25,7 @@ from airflow_provider_skyvern.exceptions import (
     describe_error_body,
     http_error_class,
     one_line,
+    printable,
 )
 from airflow_provider_skyvern.hooks.clock import Clock
 from airflow_provider_skyvern.hooks.connection import ConnectionSettings
@@ -95,11 +97,14 @@ def _content_range(response: httpx.Response) -> tuple[int | None, int | None, in
     return None, None, size
 
 
-def _pour(response: httpx.Response, sink: DownloadSink) -> None:
+def _pour(response: httpx.Response, sink: DownloadSink, budget: CallBudget) -> None:
     """The body into ``sink`` piece by piece, as httpcore reads it (at most 64 KiB each): writing a piece
-    while it is still in the CPU's cache costs less than gathering 1 MiB first (bench/README.md)."""
+    while it is still in the CPU's cache costs less than gathering 1 MiB first (bench/README.md). httpx
+    times each read, not the whole: a body that trickles stops at the budget's end (the caller's deadline)."""
     for piece in response.iter_bytes():
         sink.write(piece)
+        if budget.remaining() <= 0:
+            raise httpx.ReadTimeout(f"out of time at byte {sink.size}")
 
 
 _XML_ERROR = re.compile(r"<Code>([^<]*)</Code>(?:.*?<Message>([^<]*)</Message>)?", re.DOTALL)
@@ -171,11 +176,11 @@ def download(
     target = urlsplit(url)
     if target.scheme not in ("http", "https"):
         raise SkyvernError(
-            f"Skyvern file {redacted_url(url)} is not reachable over HTTP (a self-hosted Skyvern with "
+            f"Skyvern file {printable(redacted_url(url))} is not reachable over HTTP (a self-hosted Skyvern with "
             "local storage hands out file:// URIs): configure S3 or Azure storage on the server"
         )
     to_api = is_api_url(url, settings.base_url)
-    shown = redacted_url(url)
+    shown = printable(redacted_url(url))  # a path from a website: no line break or escape reaches a log
     budget = CallBudget.start(clock, DOWNLOAD_TIME_BUDGET, deadline)
     retrying = Retrying(
         sleep=clock.sleep,
@@ -216,12 +221,14 @@ def download(
                     raise httpx.RemoteProtocolError(f"asked for bytes {offset}-, answered another range")
                 if offset and response.status_code != 206:
                     sink.restart()  # the server ignored the Range and sends the whole file again
-                _pour(response, sink)
+                _pour(response, sink, budget)
                 return response.status_code != 206 or _whole_after_range(response, offset, sink.size)
         except httpx.LocalProtocolError:  # its text quotes the offending header
             raise SkyvernRequestRefusedLocally("GET", shown) from None
         except httpx.TransportError as exc:
             raise SkyvernTransportError("GET", shown, exc, request_sent=True) from None
+        except (httpx.TooManyRedirects, httpx.DecodingError) as exc:  # not TransportErrors: named here too
+            raise SkyvernBadFileResponse(shown, exc) from None
 
     downloading = _DOWNLOADING.set(True)
     try:
