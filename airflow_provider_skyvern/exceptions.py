@@ -40,6 +40,15 @@ class SkyvernTransportError(SkyvernError):
         super().__init__(f"Skyvern {method} {base_url}{path} failed {stage}: {what}: {reason}")
 
 
+class SkyvernBadFileResponse(SkyvernError):
+    """A file server answered in a way the same request would get again: a redirect loop, a body that
+    cannot be decoded. Names the file by its URL without the query."""
+
+    def __init__(self, url: str, cause: BaseException) -> None:
+        self.url = url
+        super().__init__(f"Skyvern GET {url} failed: {type(cause).__name__}: {one_line(str(cause))}")
+
+
 class SkyvernConnectionError(SkyvernError):
     """The Airflow connection cannot be used as it is (no key, a malformed key or base URL)."""
 
@@ -83,6 +92,7 @@ class SkyvernHTTPError(SkyvernError):
         *,
         retry_after: float | None = None,
         body: Any = None,
+        conn_id: str | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -90,12 +100,26 @@ class SkyvernHTTPError(SkyvernError):
         self.detail = detail
         self.retry_after = retry_after
         self.body = body
-        hint = f" ({self.hint})" if self.hint else ""
+        self.conn_id = conn_id
+        hint = f" ({self.describe_hint()})" if self.hint else ""
         super().__init__(f"Skyvern {method} {path} -> HTTP {status_code}: {detail}{hint}")
+
+    def describe_hint(self) -> str:
+        """What to do about it; a subclass may name the connection (``conn_id``)."""
+        return self.hint
 
 
 class SkyvernAuthError(SkyvernHTTPError):
     hint = "check the API key (password) of the Skyvern connection and that the base URL is the right server"
+
+    def describe_hint(self) -> str:
+        """The connection by name: a DAG may use several, and a 403 says nothing of which."""
+        if not self.conn_id:
+            return self.hint
+        return (
+            f"check the API key (password) of connection {self.conn_id!r} and that its base URL is the right "
+            "server"
+        )
 
 
 class SkyvernNotFoundError(SkyvernHTTPError):
@@ -181,3 +205,9 @@ def one_line(text: str) -> str:
     """Whitespace collapsed, trimmed to ``MAX_DETAIL_CHARS``: a task error stays one readable line."""
     flat = " ".join(text.split())
     return flat if len(flat) <= MAX_DETAIL_CHARS else flat[: MAX_DETAIL_CHARS - 1] + "…"
+
+
+def printable(text: str) -> str:
+    """``text`` with each unprintable character escaped as ``repr`` does (``\\n``, ``\\x1b``): a file
+    name or URL from a website, put in a log line or a message, can forge no line nor colour a terminal."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

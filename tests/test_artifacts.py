@@ -301,3 +301,146 @@ def test_a_stream_that_broke_after_its_last_byte_is_complete_when_the_server_say
     assert route.calls[1].request.headers["range"] == f"bytes={len(body)}-"
     assert (tmp_path / "wr_1" / "downloads" / "whole.bin").read_bytes() == body
     assert manifest.files[0].verified
+
+
+def _unchecked(mock: respx.MockRouter, name: str) -> tuple[dict[str, Any], respx.Route]:
+    """A download Skyvern lists with neither checksum nor size (nothing to check the bytes against)."""
+    path = f"/bucket/{name}"
+    return {"url": f"{FILES_HOST}{path}?{SIGNATURE}", "filename": name}, mock.get(f"{FILES_HOST}{path}")
+
+
+def test_a_server_that_caps_each_range_is_asked_for_the_rest_until_the_whole_file_is_there(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path
+) -> None:
+    body = bytes(range(256)) * 40  # 10240 bytes; a CDN answers at most 3000 of them per range
+    entry, route = _unchecked(files, "capped.bin")
+
+    def capped(request: httpx.Request) -> httpx.Response:
+        if "range" not in request.headers:
+            return httpx.Response(200, stream=_Breaks(body[:1000]))
+        start = int(request.headers["range"].removeprefix("bytes=").rstrip("-"))
+        end = min(start + 3000, len(body)) - 1
+        headers = {"content-range": f"bytes {start}-{end}/{len(body)}"}
+        return httpx.Response(206, headers=headers, content=body[start : end + 1])
+
+    route.side_effect = capped
+
+    manifest = copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    assert [c.request.headers.get("range") for c in route.calls] == [
+        None,
+        "bytes=1000-",
+        "bytes=4000-",
+        "bytes=7000-",
+        "bytes=10000-",
+    ]
+    assert (tmp_path / "wr_1" / "downloads" / "capped.bin").read_bytes() == body
+    assert manifest.files[0].size == len(body)
+
+
+def test_a_capped_range_that_never_reaches_its_total_commits_nothing(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path
+) -> None:
+    entry, route = _unchecked(files, "stuck.bin")
+    route.side_effect = [
+        httpx.Response(200, stream=_Breaks(b"a" * 10)),
+        *[httpx.Response(206, headers={"content-range": "bytes 10-9/100"}, content=b"")] * 5,
+    ]
+
+    with pytest.raises(ArtifactCopyError, match=r"stuck\.bin .* failed: .*short of its total of 100 bytes"):
+        copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    assert not list((tmp_path / "wr_1" / "downloads").iterdir())
+
+
+def test_a_file_an_earlier_try_kept_without_proof_is_downloaded_again(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path
+) -> None:
+    entry, route = _unchecked(files, "report.csv")
+    route.respond(200, content=b"short")  # the first try got less than the file (nothing could tell)
+    copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+    route.respond(200, content=b"the whole report")
+
+    manifest = copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    assert (tmp_path / "wr_1" / "downloads" / "report.csv").read_bytes() == b"the whole report"
+    assert manifest.files[0].copied
+
+
+def test_a_file_an_earlier_try_kept_is_skipped_when_skyverns_size_and_checksum_match(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path
+) -> None:
+    entry = _serve(files, "ok.csv", b"proven")
+    copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    manifest = copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    assert not manifest.files[0].copied
+    assert manifest.files[0].verified
+
+
+def test_a_file_name_with_a_line_break_or_an_ansi_escape_forges_no_log_line_or_message(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    forged = "a.pdf\n[2026-12-01] INFO - Task exited with return code 0\x1b[2K"
+    ok = _serve(files, forged, b"fine")
+    bad = _serve(files, "b\r\nERROR fake.pdf", b"body", checksum="0" * 64)
+
+    with pytest.raises(ArtifactCopyError) as raised:
+        copy_run_artifacts(
+            hook, _run([ok, bad]), f"file://{tmp_path}", artifact_types=(), log=logging.getLogger("t")
+        )
+
+    message = str(raised.value)
+    assert message.startswith("Copying b\\r\\nERROR fake.pdf of Skyvern run wr_1")
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert (
+        "Copied a.pdf\\n[2026-12-01] INFO - Task exited with return code 0\\x1b[2K of Skyvern run" in logged
+    )
+    for text in (message, logged):
+        assert "\x1b" not in text
+        assert "\r" not in text
+    assert "\nERROR" not in logged
+    assert "\n[2026" not in logged
+
+
+@pytest.mark.parametrize(
+    ("failure", "name"),
+    [
+        (httpx.TooManyRedirects("Exceeded maximum allowed redirects."), "TooManyRedirects"),
+        (httpx.DecodingError("Error -3 while decompressing data"), "DecodingError"),
+    ],
+)
+def test_a_redirect_loop_or_an_undecodable_body_fails_once_naming_the_file(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path, failure: Exception, name: str
+) -> None:
+    entry = _serve(files, "loop.pdf", b"")
+    route = files.get(entry["url"].split("?")[0])
+    route.side_effect = failure
+
+    with pytest.raises(ArtifactCopyError) as raised:
+        copy_run_artifacts(hook, _run([entry]), f"file://{tmp_path}", artifact_types=())
+
+    message = str(raised.value)
+    assert message.startswith(f"Copying loop.pdf of Skyvern run wr_1 to file://{tmp_path}/wr_1/downloads/")
+    assert f"GET {FILES_HOST}/bucket/" in message
+    assert f"{name}: " in message
+    assert "SIGNATURE" not in message
+    assert route.call_count == 1  # the same answer again: not retried
+
+
+def test_a_copy_past_its_deadline_downloads_nothing_more_and_says_so(
+    hook: SkyvernHook, files: respx.MockRouter, tmp_path: Path
+) -> None:
+    import time
+
+    entry = _serve(files, "late.pdf", b"late")
+    route = files.get(entry["url"].split("?")[0])
+
+    with pytest.raises(ArtifactCopyError, match=r"late\.pdf .*the operator's time is up"):
+        copy_run_artifacts(
+            hook, _run([entry]), f"file://{tmp_path}", artifact_types=(), deadline=time.time() - 1
+        )
+
+    assert route.call_count == 0

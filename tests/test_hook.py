@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,6 +12,8 @@ import httpx
 import pytest
 import respx
 
+from airflow_provider_skyvern.exceptions import SkyvernConnectionError
+from airflow_provider_skyvern.hooks import calls
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import (
     ArtifactType,
@@ -281,6 +284,25 @@ CASES: dict[str, CallCase] = {
 }
 
 
+def test_each_endpoint_of_the_table_is_a_sync_and_an_async_method_with_one_signature() -> None:
+    table = {
+        name
+        for name, factory in vars(calls).items()
+        if not name.startswith("_")
+        and inspect.isfunction(factory)
+        and str(inspect.signature(factory).return_annotation).startswith("ApiCall[")
+    }
+    assert set(CASES) < table
+    hook = SkyvernHook()
+    for name in table:
+        sync, asynchronous = getattr(hook, name), getattr(hook, f"a{name}")
+        assert (
+            inspect.signature(sync) == inspect.signature(asynchronous) == inspect.signature(vars(calls)[name])
+        )
+        assert inspect.iscoroutinefunction(asynchronous)
+        assert not inspect.iscoroutinefunction(sync)
+
+
 def _assert_request(
     route: respx.Route, method: str, path: str, query: list[tuple[str, str]], body: Any
 ) -> None:
@@ -324,7 +346,7 @@ async def test_async_call_sends_exact_request(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("template", "query"),
-    [(None, []), (False, [("template", "false")]), (True, [("template", "true")])],
+    [(None, []), (False, []), (True, [("template", "true")])],
 )
 async def test_run_workflow_posts_to_run_agents_with_the_template_query_of_the_sdk(
     template: bool | None, query: list[tuple[str, str]]
@@ -421,6 +443,12 @@ async def test_one_async_client_is_reused_across_calls(respx_mock: respx.MockRou
         ("http://localhost:8000", "http://localhost:8000"),
         ("localhost:8000", "http://localhost:8000"),
         ("skyvern.internal.example.com", "https://skyvern.internal.example.com"),
+        ("skyvern.internal:8000", "http://skyvern.internal:8000"),  # a LAN install: http
+        ("skyvern.example.com:8000", "http://skyvern.example.com:8000"),  # a port other than 443
+        ("skyvern.example.com:443", "https://skyvern.example.com:443"),
+        ("skyvern", "http://skyvern"),  # no dot: a LAN or container name
+        ("skyvern.lan", "http://skyvern.lan"),
+        ("box.local/skyvern", "http://box.local/skyvern"),
         ("http://10.0.0.5:8000/skyvern", "http://10.0.0.5:8000/skyvern"),
     ],
 )
@@ -438,6 +466,29 @@ def test_uri_form_connection_with_port_and_extras(monkeypatch: pytest.MonkeyPatc
     assert settings.api_key == API_KEY
     assert settings.request_timeout == 12.5
     assert settings.max_retries == 2
+
+
+def _connection_with_port(monkeypatch: pytest.MonkeyPatch, host: str, port: int) -> None:
+    conn = {"conn_type": "skyvern", "host": host, "port": port, "password": API_KEY}
+    monkeypatch.setenv("AIRFLOW_CONN_SKYVERN_DEFAULT", json.dumps(conn))
+
+
+def test_the_port_field_is_honoured_and_a_conflicting_one_fails_naming_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _connection_with_port(monkeypatch, "skyvern.internal", 8000)
+    assert SkyvernHook().settings.base_url == "http://skyvern.internal:8000"
+    _connection_with_port(monkeypatch, "skyvern.example.com", 8443)  # the field's port counts as explicit
+    assert SkyvernHook().settings.base_url == "http://skyvern.example.com:8443"
+    _connection_with_port(monkeypatch, "https://skyvern.example.com:8443", 8443)  # the same port: fine
+    assert SkyvernHook().settings.base_url == "https://skyvern.example.com:8443"
+    _connection_with_port(monkeypatch, "https://skyvern.example.com:8443", 9000)
+    with pytest.raises(SkyvernConnectionError) as raised:
+        _ = SkyvernHook().settings
+    assert str(raised.value) == (
+        "Skyvern connection 'skyvern_default': its host https://skyvern.example.com:8443 says port 8443 "
+        "but its port field says 9000; keep one of them"
+    )
 
 
 def test_defaults_when_extras_absent(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -490,6 +541,22 @@ def test_test_connection_reports_a_rejected_key(respx_mock: respx.MockRouter) ->
     assert message == (
         f"Skyvern at {BASE_URL} rejected the API key (HTTP 403): check the connection's API key and base URL"
     )
+
+
+def test_airflow_s_connection_test_names_no_temporary_connection_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.models.connection import Connection
+
+    # Airflow's API server tests a form under a random id it exports as an env var, then calls
+    # Connection.test_connection(), which builds the hook from it.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_TMPX8Q2Z",
+        json.dumps({"conn_type": "skyvern", "host": BASE_URL, "extra": {"max_retries": "x"}}),
+    )
+    conn = Connection(conn_id="tmpX8q2Z", conn_type="skyvern", host=BASE_URL, extra='{"max_retries": "x"}')
+    ok, message = conn.test_connection()
+    assert not ok
+    assert message == "The Skyvern connection has no API key: set its password (API key) field"
+    assert "tmpX8q2Z" not in message
 
 
 @respx.mock(base_url=BASE_URL)

@@ -34,8 +34,8 @@ ERROR_CASES: list[tuple[str, httpx.Response | Exception, type[SkyvernError], str
         "wrong API key",
         httpx.Response(403, json={"detail": "Invalid credentials"}),
         SkyvernAuthError,
-        "Skyvern GET /v1/runs/tsk_1 -> HTTP 403: Invalid credentials (check the API key (password) of the "
-        "Skyvern connection and that the base URL is the right server)",
+        "Skyvern GET /v1/runs/tsk_1 -> HTTP 403: Invalid credentials (check the API key (password) of "
+        "connection 'skyvern_default' and that its base URL is the right server)",
     ),
     (
         "unknown run",

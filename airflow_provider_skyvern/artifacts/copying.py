@@ -10,7 +10,6 @@ from airflow_provider_skyvern.artifacts.manifest import (
     MANIFEST_NAME,
     CopiedFile,
     Manifest,
-    read_manifest,
     write_manifest,
 )
 from airflow_provider_skyvern.artifacts.sources import (
@@ -63,8 +62,8 @@ def copy_run_artifacts(
     Call it once the run has ended, with the final ``hook.get_run`` answer (its URLs are fresh). Files go
     to ``<destination>/<run_id>/...`` (see :mod:`.sources`), streamed (one network read at a time, never
     the whole file in memory), resumed where the server allows, checked against Skyvern's SHA-256 and size, written under a temporary name and moved
-    in place. A file already there with the expected size and checksum is not downloaded again, so a task
-    retry costs no second download. The manifest is also written to ``<run_id>/manifest.json``.
+    in place. A file already there is skipped (a task retry costs no second download) only when Skyvern's
+    size and checksum (its size alone when it gives no checksum) prove it whole; else it is fetched again. The manifest is also written to ``<run_id>/manifest.json``.
 
     :param hook: the Skyvern hook of the run's connection (it does all HTTP).
     :param run: the final ``RunResponse`` of the run.
@@ -73,7 +72,8 @@ def copy_run_artifacts(
         ``screenshot_final``); empty copies only the downloads.
     :param conn_id: Airflow connection of the object store, for a ``destination`` given as a string.
     :param log: where progress lines go (an operator passes ``self.log``).
-    :param deadline: Unix time after which no retry is started.
+    :param deadline: Unix time by which the copy ends (the operator's ``timeout``): no file is started after
+        it, and a download in progress stops there.
     :raises ArtifactCopyError: the run has not ended, its artifacts cannot be listed, or a file failed
         (download, checksum or size mismatch, write); the message names the file and the cause.
     :raises ValueError: ``destination`` is not a URI or path Airflow's object storage can open.
@@ -96,12 +96,10 @@ def copy_run_artifacts(
                 f"Listing the artifacts of Skyvern run {run.run_id} failed: {exc}"
             ) from None
         sources += artifact_sources(artifacts, hook.artifact_content_url)
-    earlier = read_manifest(run_root / MANIFEST_NAME)
-    known = earlier.by_uri() if earlier is not None and earlier.run_id == run.run_id else {}
     logger.info("Copying %d file(s) of Skyvern run %s to %s", len(sources), run.run_id, run_root)
     for source in sources:
         target = run_root.joinpath(*source.relative)
-        copied = _copy_one(hook, run.run_id, source, target, known.get(str(target)), logger, deadline)
+        copied = _copy_one(hook, run.run_id, source, target, logger, deadline)
         manifest.files.append(copied)
         write_manifest(manifest, run_root / MANIFEST_NAME)  # a retry after a crash skips what is here
     manifest.complete = True
@@ -115,7 +113,6 @@ def _copy_one(
     run_id: str,
     source: Source,
     target: StoragePath,
-    earlier: CopiedFile | None,
     log: Logger,
     deadline: float | None,
 ) -> CopiedFile:
@@ -124,7 +121,9 @@ def _copy_one(
             f"Copying {source.label} of Skyvern run {run_id} to {target} failed: {one_line(cause)}"
         )
 
-    present = _already_there(source, target, earlier)
+    if deadline is not None and hook.clock.time() >= deadline:
+        raise failure("the operator's time is up (its timeout or execution_timeout) before this file")
+    present = _already_there(source, target)
     if present is not None:
         log.info("%s of Skyvern run %s is already at %s: not downloaded again", source.label, run_id, target)
         return _entry(source, target, *present, copied=False)
@@ -154,17 +153,16 @@ def _copy_one(
     return _entry(source, target, staged.size, staged.sha256, copied=True)
 
 
-def _already_there(source: Source, target: StoragePath, earlier: CopiedFile | None) -> tuple[int, str] | None:
-    """(size, sha256) of the file at ``target`` when it is this source's, as Skyvern or an earlier try
-    recorded it; None when it must be downloaded."""
-    expected_sha = source.sha256 or (earlier.sha256 if earlier is not None else None)
-    expected_size = source.size if source.size is not None else (earlier.size if earlier else None)
-    if expected_sha is None:
+def _already_there(source: Source, target: StoragePath) -> tuple[int, str] | None:
+    """(size, sha256) of the file at ``target`` when Skyvern's own size and checksum prove it is this
+    source's; None when it must be downloaded. What an earlier try recorded proves nothing: it may have
+    committed a short file that Skyvern gave nothing to check against, and every retry would keep it."""
+    if source.sha256 is None and source.size is None:
         return None
-    if expected_size is not None and file_size(target) != expected_size:
+    if source.size is not None and file_size(target) != source.size:
         return None
     found = size_and_sha256(target)
-    if found is None or found[1] != expected_sha:
+    if found is None or (source.sha256 is not None and found[1] != source.sha256):
         return None
     return found
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from airflow_provider_skyvern.artifacts.storage import StoragePath
 
@@ -53,13 +53,3 @@ class Manifest(BaseModel):
 
 def write_manifest(manifest: Manifest, path: StoragePath) -> None:
     path.write_text(json.dumps(manifest.to_xcom(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def read_manifest(path: StoragePath) -> Manifest | None:
-    """The manifest an earlier try left, or None when there is none or it cannot be read."""
-    try:
-        if not path.exists():
-            return None
-        return Manifest.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, ValidationError):
-        return None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from airflow_provider_skyvern.artifacts.manifest import FileKind
 from airflow_provider_skyvern.artifacts.naming import extension_of, safe_name, unique_names
 from airflow_provider_skyvern.enums import ArtifactType
+from airflow_provider_skyvern.exceptions import printable
 from airflow_provider_skyvern.models import Artifact, FileInfo
 
 DEFAULT_ARTIFACT_TYPES: tuple[ArtifactType, ...] = (ArtifactType.recording, ArtifactType.screenshot_final)
@@ -39,8 +40,11 @@ class Source:
 
     @property
     def label(self) -> str:
-        """How messages name the file: Skyvern's name for a download, else its place in the layout."""
-        return self.filename if self.kind == "download" and self.filename else "/".join(self.relative)
+        """How messages name the file: Skyvern's name for a download (a website's: control characters
+        escaped, so it forges no log line), else its place in the layout."""
+        return (
+            printable(self.filename) if self.kind == "download" and self.filename else "/".join(self.relative)
+        )
 
 
 def run_folder(run_id: str) -> str:

@@ -16,7 +16,12 @@ from typing import Any
 
 from tenacity import RetryCallState, retry_if_exception, wait_random_exponential
 
-from airflow_provider_skyvern.exceptions import SkyvernHTTPError, SkyvernResponseError, SkyvernTransportError
+from airflow_provider_skyvern.exceptions import (
+    SkyvernBadFileResponse,
+    SkyvernHTTPError,
+    SkyvernResponseError,
+    SkyvernTransportError,
+)
 from airflow_provider_skyvern.hooks.clock import Clock
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -30,6 +35,8 @@ _backoff = wait_random_exponential(multiplier=0.5, max=30)
 
 def is_retryable(exc: BaseException, *, creates: bool = False) -> bool:
     """True when sending the same request again is safe and may succeed."""
+    if isinstance(exc, SkyvernBadFileResponse):  # a redirect loop or an undecodable body: the same again
+        return False
     if isinstance(exc, SkyvernTransportError):
         return not (creates and exc.request_sent)
     if isinstance(exc, SkyvernHTTPError):

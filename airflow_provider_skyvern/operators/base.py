@@ -413,7 +413,12 @@ class SkyvernRunOperatorBase(BaseOperator):
 
         try:
             manifest = copy_run_artifacts(
-                self.hook, run, self.artifacts_destination, conn_id=self.artifacts_conn_id, log=self.log
+                self.hook,
+                run,
+                self.artifacts_destination,
+                conn_id=self.artifacts_conn_id,
+                log=self.log,
+                deadline=self._deadline(context)[0],  # bounded by timeout / execution_timeout like the wait
             )
         except ArtifactCopyError as exc:
             self.log.error("%s", exc)
