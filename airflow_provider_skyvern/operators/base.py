@@ -91,6 +91,12 @@ class SkyvernRunOperatorBase(BaseOperator):
                 f"{type(self).__name__}(task_id={self.task_id!r}) artifacts_destination: "
                 f"{artifacts_destination!r} is not a URI; use e.g. 'file:///data/skyvern' or 's3://bucket/prefix'"
             )
+        if artifacts_destination is not None and not wait_for_completion:
+            raise ValueError(
+                f"{type(self).__name__}(task_id={self.task_id!r}) artifacts_destination: needs "
+                "wait_for_completion=True (the files are copied when the run ends, and this task does not "
+                "wait for that); copy them after the run ends with SkyvernCopyArtifactsOperator(run_id=...)"
+            )
         self.artifacts_destination = artifacts_destination
         self.artifacts_conn_id = artifacts_conn_id
         self.wait_for_completion = wait_for_completion
