@@ -140,7 +140,7 @@ def test_a_failed_run_fails_the_sensor_with_skyverns_reason_and_no_retry(skyvern
     context = make_context()
     with pytest.raises(AirflowFailException) as raised:
         sensor().execute(context)
-    assert str(raised.value) == "Skyvern run wr_1 ended failed: Login failed. Traceback ..."
+    assert str(raised.value) == "Skyvern run wr_1 ended failed: Login failed. (full reason in the task log)"
     assert context["ti"].xcoms["failure_reason"] == "Login failed.\nTraceback ..."  # pushed before failing
 
 

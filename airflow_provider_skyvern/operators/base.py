@@ -19,12 +19,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.compat import AirflowException, AirflowFailException
 from airflow_provider_skyvern.enums import RunStatus
-from airflow_provider_skyvern.exceptions import (
-    SkyvernBadRequestError,
-    SkyvernError,
-    SkyvernNotFoundError,
-    one_line,
-)
+from airflow_provider_skyvern.exceptions import SkyvernBadRequestError, SkyvernError, SkyvernNotFoundError
 from airflow_provider_skyvern.links.skyvern import APP_URL_XCOM_KEY, SkyvernRunLink
 from airflow_provider_skyvern.operators import validation as check
 
@@ -335,7 +330,7 @@ class SkyvernRunOperatorBase(BaseOperator):
     def _finish(self, context: Any, run: RunResponse) -> Any:
         from airflow_provider_skyvern.operators import story
         from airflow_provider_skyvern.operators.reattach import SubmissionLedger
-        from airflow_provider_skyvern.results import failure_message, result_xcoms
+        from airflow_provider_skyvern.results import failure_message, log_full_reason, result_xcoms
 
         ledger = SubmissionLedger(context)
         self.skyvern_app_url = run.app_url or self.skyvern_app_url
@@ -398,9 +393,3 @@ def _is_final_try(context: Any) -> bool:
     ti = context["ti"]
     try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
     return not (isinstance(try_number, int) and isinstance(max_tries, int) and try_number <= max_tries)
-
-
-def log_full_reason(run: RunResponse, log: Any) -> None:
-    """The task's error is one line; a multi-line reason (a traceback) is logged in full beside it."""
-    if run.failure_reason and one_line(run.failure_reason) != run.failure_reason:
-        log.error("Skyvern run %s failure reason, in full:\n%s", run.run_id, run.failure_reason)

@@ -260,9 +260,14 @@ class SkyvernRunSensor(BaseSensorOperator):
 
     def _ended(self, context: Any, run: RunResponse) -> Any:
         """Push the run's XComs, tell its story, then succeed (return its output), skip or fail."""
-        from airflow_provider_skyvern.operators.base import log_full_reason
         from airflow_provider_skyvern.operators.story import log_story
-        from airflow_provider_skyvern.results import failure_message, identity_xcoms, pushable, result_xcoms
+        from airflow_provider_skyvern.results import (
+            failure_message,
+            identity_xcoms,
+            log_full_reason,
+            pushable,
+            result_xcoms,
+        )
 
         self.skyvern_app_url = run.app_url or self.skyvern_app_url
         if self.do_xcom_push:
