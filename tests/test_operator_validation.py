@@ -59,7 +59,17 @@ def make(**kwargs: Any) -> SkyvernRunTaskOperator:
         ),
         (
             {"data_extraction_schema": {"type": "objekt"}},
-            "data_extraction_schema: not a valid JSON Schema at type: 'objekt' is not valid",
+            "data_extraction_schema: not a valid JSON Schema at type: 'objekt' is not one of "
+            "['array', 'boolean', 'integer', 'null', 'number', 'object', 'string']",
+        ),
+        (
+            {"data_extraction_schema": {"type": "object", "properties": {"tags": {"type": ["string", 3]}}}},
+            "data_extraction_schema: not a valid JSON Schema at properties/tags/type/1: 3 is not one of "
+            "['array', 'boolean', 'integer', 'null', 'number', 'object', 'string']",
+        ),
+        (
+            {"data_extraction_schema": {"type": "object", "required": "name"}},
+            "data_extraction_schema: not a valid JSON Schema at required: 'name' is not of type 'array'",
         ),
         (
             {"data_extraction_schema": "{not json"},
