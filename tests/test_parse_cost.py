@@ -86,7 +86,7 @@ from airflow_provider_skyvern.operators.browser_session import skyvern_browser_s
 from airflow_provider_skyvern.operators.download_files import SkyvernDownloadFilesOperator
 from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
 with DAG("d", schedule=None):
-    session = skyvern_browser_session("portal", timeout=30)
+    session = skyvern_browser_session("portal", session_timeout=30)
     login = SkyvernLoginOperator(task_id="login", credential_type="1password", onepassword_vault_id="v",
                                  onepassword_item_id="i", browser_session_id=session.browser_session_id)
     files = SkyvernDownloadFilesOperator(task_id="files", navigation_goal="Get the invoice",
