@@ -60,8 +60,33 @@ def pushable(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None or AIRFLOW_V_3_1_PLUS}
 
 
+TRACEBACK_START = "Traceback (most recent call last)"
+FULL_REASON_NOTE = " (full reason in the task log)"
+
+
+def reason_summary(reason: str) -> str:
+    """
+    The first line of a failure reason, without a traceback run into it: Skyvern often appends its
+    whole Python traceback, which buries the one sentence a task error should show.
+    """
+    first = next((line for line in reason.splitlines() if line.strip()), "")
+    return one_line(first.split(TRACEBACK_START, 1)[0])
+
+
 def failure_message(run: RunResponse) -> str:
-    """``Skyvern run wr_1 ended failed: <reason on one line> [error codes: …]``."""
+    """``Skyvern run wr_1 ended failed: <first line of the reason> [error codes: …]``."""
     codes = f" [error codes: {', '.join(run.error_codes)}]" if run.error_codes else ""
-    reason = one_line(run.failure_reason or "") or "Skyvern gave no reason"
-    return f"Skyvern run {run.run_id} ended {run.status.value}: {reason}{codes}"
+    full = run.failure_reason or ""
+    reason = reason_summary(full) or one_line(full) or "Skyvern gave no reason"
+    note = FULL_REASON_NOTE if _cut_short(full) else ""
+    return f"Skyvern run {run.run_id} ended {run.status.value}: {reason}{codes}{note}"
+
+
+def log_full_reason(run: RunResponse, log: Any) -> None:
+    """The task's error shows the reason's first line; when that leaves anything out, log it all."""
+    if run.failure_reason and _cut_short(run.failure_reason):
+        log.error("Skyvern run %s failure reason, in full:\n%s", run.run_id, run.failure_reason)
+
+
+def _cut_short(reason: str) -> bool:
+    return reason_summary(reason) != " ".join(reason.split())

@@ -42,7 +42,7 @@ with DAG(
         max_active_tis_per_dag=3,  # Skyvern's concurrency limit is per organisation: stay polite
     ).expand(url=PAGES)
 
-    @task
+    @task(multiple_outputs=False)  # one XCom holding the whole dict, not one per key
     def cheapest_overall(products: list[dict[str, Any]]) -> dict[str, Any]:
         """Mapped outputs arrive as one lazy sequence, in map-index order."""
         return min(products, key=lambda product: product["price"])

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, ObjectStoragePath, get_current_context, task
@@ -35,6 +35,11 @@ PORTAL_URL = os.environ.get("SKYVERN_EXAMPLE_PORTAL_URL", "https://portal.exampl
 POLL_INTERVAL = float(os.environ.get("SKYVERN_EXAMPLE_POLL_INTERVAL", "10"))
 OUTPUT_DIR = os.environ.get("SKYVERN_EXAMPLE_OUTPUT_DIR", "/tmp/skyvern_example")  # noqa: S108
 ARCHIVE = os.environ.get("SKYVERN_EXAMPLE_ARCHIVE", f"file://{OUTPUT_DIR}/invoices")
+LOGIN_TIMEOUT = timedelta(minutes=15)
+DOWNLOAD_TIMEOUT = timedelta(minutes=30)
+SESSION_TIMEOUT = LOGIN_TIMEOUT + DOWNLOAD_TIMEOUT + timedelta(minutes=15)
+"""The session must outlast the tasks using it (one after the other, plus the scheduling between them), or
+the browser closes under the download; the teardown closes it as soon as they are done, so only that time bills."""
 
 with DAG(
     dag_id="skyvern_login_download",
@@ -45,7 +50,7 @@ with DAG(
     tags=["skyvern", "example"],
 ):
     # Setup "portal_session_create" opens the session; teardown "portal_session_close" closes it.
-    session = skyvern_browser_session("portal_session", timeout=30)
+    session = skyvern_browser_session("portal_session", session_timeout=SESSION_TIMEOUT)
 
     log_in = SkyvernLoginOperator(
         task_id="log_in",
@@ -54,7 +59,7 @@ with DAG(
         url=PORTAL_URL,
         browser_session_id=session.browser_session_id,
         deferrable=True,
-        timeout=900,
+        timeout=LOGIN_TIMEOUT.total_seconds(),
         poll_interval=POLL_INTERVAL,
     )
 
@@ -65,7 +70,7 @@ with DAG(
         download_timeout=120,
         max_steps_per_run=15,
         deferrable=True,
-        timeout=1800,
+        timeout=DOWNLOAD_TIMEOUT.total_seconds(),
         poll_interval=POLL_INTERVAL,
         artifacts_destination=ARCHIVE,  # durable copies instead of expiring URLs
     )

@@ -71,7 +71,7 @@ with DAG(
         timeout=3600,
     )
 
-    @task
+    @task(multiple_outputs=False)  # one XCom holding the whole dict, not one per key
     def load_prices(rows: list[dict[str, Any]], table: str) -> dict[str, Any]:
         """The sensor hands on what the operator would have: the output, the run id, the artifacts."""
         ti = get_current_context()["ti"]

@@ -49,7 +49,7 @@ with DAG(
         poll_interval=POLL_INTERVAL,
     )
 
-    @task
+    @task(multiple_outputs=False)  # one XCom holding the whole dict, not one per key
     def summarize(output: dict[str, Any]) -> dict[str, Any]:
         """What a loader would need: the extracted rows, the files, and which attempt produced them."""
         ti = get_current_context()["ti"]

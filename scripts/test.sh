@@ -13,6 +13,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 step "ruff"
 ruff check .
 ruff format --check .
+ruff check --preview --select AIR example_dags airflow_provider_skyvern  # Airflow's own rules (preview-only)
 
 step "mypy (strict, package)"
 mypy

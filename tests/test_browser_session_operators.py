@@ -4,12 +4,15 @@ XComs, idempotent closing, a lost create answer, and the setup/teardown wiring o
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+import runpy
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import respx
+from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.sdk import DAG
 
 from airflow_provider_skyvern.compat import AirflowFailException
@@ -46,7 +49,7 @@ def test_create_sends_the_set_fields_and_pushes_the_session_id(
     )
     op = SkyvernCreateBrowserSessionOperator(
         task_id="open",
-        timeout=240,
+        session_timeout=timedelta(hours=4),
         url="https://portal.example.com",
         proxy_location="RESIDENTIAL_GB",
         extensions=["ad-blocker"],
@@ -75,13 +78,66 @@ def test_create_sends_the_set_fields_and_pushes_the_session_id(
     assert API_KEY not in out
 
 
-@pytest.mark.parametrize("timeout", [4, 241, 0, "60", 30.5, True])
-def test_a_timeout_outside_5_to_240_minutes_fails_the_parse_naming_the_field(timeout: Any) -> None:
-    with pytest.raises(ValueError, match="timeout") as caught:
-        SkyvernCreateBrowserSessionOperator(task_id="open", timeout=timeout)
+@pytest.mark.parametrize(
+    ("session_timeout", "minutes"),
+    [(timedelta(minutes=90), 90), (timedelta(hours=4), 240), (5, 5), (None, 60)],
+)
+def test_session_timeout_takes_a_timedelta_or_minutes(
+    skyvern: respx.MockRouter, session_timeout: Any, minutes: int
+) -> None:
+    post = skyvern.post("/v1/browser_sessions").respond(200, json=session(timeout=minutes))
+    SkyvernCreateBrowserSessionOperator(task_id="open", session_timeout=session_timeout).execute(
+        make_context()
+    )
+    assert json.loads(post.calls.last.request.content) == {"timeout": minutes}
+
+
+@pytest.mark.parametrize(
+    ("session_timeout", "problem"),
+    [
+        (4, "must be 5 to 240 minutes (a timedelta, or an integer of minutes), got 4"),
+        (241, "must be 5 to 240 minutes (a timedelta, or an integer of minutes), got 241"),
+        (timedelta(hours=5), "must be 5 to 240 minutes (a timedelta, or an integer of minutes), got 5:00:00"),
+        ("60", "must be 5 to 240 minutes (a timedelta, or an integer of minutes), got '60'"),
+        (30.5, "must be 5 to 240 minutes (a timedelta, or an integer of minutes), got 30.5"),
+        (True, "must be 5 to 240 minutes (a timedelta, or an integer of minutes), got True"),
+        (timedelta(minutes=30, seconds=30), "Skyvern keeps a session for whole minutes, got 0:30:30"),
+    ],
+)
+def test_a_session_timeout_skyvern_would_refuse_fails_the_parse_naming_the_field(
+    session_timeout: Any, problem: str
+) -> None:
+    with pytest.raises(ValueError, match="session_timeout") as caught:
+        SkyvernCreateBrowserSessionOperator(task_id="open", session_timeout=session_timeout)
+    assert (
+        str(caught.value) == f"SkyvernCreateBrowserSessionOperator(task_id='open') session_timeout: {problem}"
+    )
+
+
+def test_timeout_in_minutes_still_works_with_a_deprecation_warning(skyvern: respx.MockRouter) -> None:
+    """Every other ``timeout`` in Airflow is seconds: the minutes one is renamed, and kept working."""
+    post = skyvern.post("/v1/browser_sessions").respond(200, json=session(timeout=30))
+    with pytest.warns(AirflowProviderDeprecationWarning) as warned:
+        op = SkyvernCreateBrowserSessionOperator(task_id="open", timeout=30)
+    assert str(warned[0].message) == (
+        "SkyvernCreateBrowserSessionOperator(task_id='open'): timeout is deprecated, as it counts minutes "
+        "where every other Airflow timeout counts seconds; use session_timeout=timedelta(minutes=30)"
+    )
+    op.execute(make_context())
+    assert json.loads(post.calls.last.request.content) == {"timeout": 30}
+    with (
+        pytest.warns(AirflowProviderDeprecationWarning),
+        pytest.raises(ValueError, match="timeout: must be 5"),
+    ):
+        SkyvernCreateBrowserSessionOperator(task_id="open", timeout=600)
+
+
+def test_timeout_and_session_timeout_together_fail_the_parse() -> None:
+    with pytest.raises(ValueError, match="session_timeout") as caught:
+        SkyvernCreateBrowserSessionOperator(task_id="open", timeout=30, session_timeout=timedelta(minutes=30))
     assert str(caught.value) == (
-        f"SkyvernCreateBrowserSessionOperator(task_id='open') timeout: must be 5 to 240 minutes "
-        f"(an integer), got {timeout!r}"
+        "SkyvernCreateBrowserSessionOperator(task_id='open') session_timeout: give it alone, without the "
+        "deprecated timeout (minutes)"
     )
 
 
@@ -126,7 +182,7 @@ def test_a_lost_create_answer_never_claims_no_session_and_lists_the_candidates(
     context = make_context()
 
     with pytest.raises(SkyvernError) as caught:
-        SkyvernCreateBrowserSessionOperator(task_id="open", timeout=30).execute(context)
+        SkyvernCreateBrowserSessionOperator(task_id="open", session_timeout=30).execute(context)
 
     assert "could not tell whether a Skyvern browser session was created" in str(caught.value)
     assert "ends by itself after its timeout (30 minutes)" in str(caught.value)
@@ -192,13 +248,13 @@ def test_close_refuses_a_non_string_id_at_parse_time() -> None:
 
 def test_the_helper_makes_a_setup_and_its_teardown_linked_by_xcom_only() -> None:
     with DAG("sessions", schedule=None):
-        tasks = skyvern_browser_session("portal", timeout=30)
+        tasks = skyvern_browser_session("portal", session_timeout=timedelta(minutes=30))
 
     assert (tasks.create.task_id, tasks.close.task_id) == ("portal_create", "portal_close")
     assert tasks.create.is_setup
     assert tasks.close.is_teardown
     assert tasks.close.trigger_rule == "all_done_setup_success"
-    assert tasks.create.timeout == 30
+    assert tasks.create.session_timeout == timedelta(minutes=30)
     assert tasks.close.upstream_task_ids == {"portal_create"}
     assert tasks.browser_session_id == (
         "{{ ti.xcom_pull(task_ids='portal_create', key='browser_session_id') }}"
@@ -210,11 +266,23 @@ def test_the_helper_makes_a_setup_and_its_teardown_linked_by_xcom_only() -> None
 
 
 def test_the_helper_checks_the_create_arguments_at_parse_time() -> None:
-    with DAG("sessions", schedule=None), pytest.raises(ValueError, match="timeout: must be 5 to 240"):
-        skyvern_browser_session("portal", timeout=600)
+    with DAG("sessions", schedule=None), pytest.raises(ValueError, match="session_timeout: must be 5 to 240"):
+        skyvern_browser_session("portal", session_timeout=600)
 
 
 def _ti_with(**xcoms: Any) -> FakeTaskInstance:
     ti = FakeTaskInstance()
     ti.xcoms.update(xcoms)
     return ti
+
+
+def test_the_example_dags_session_outlasts_the_login_and_the_download_run_in_it(
+    skyvern: respx.MockRouter,
+) -> None:
+    """The session closes by itself after its timeout: a shorter one would close the browser mid-download."""
+    example = runpy.run_path(str(Path(__file__).parents[1] / "example_dags" / "skyvern_login_download.py"))
+    post = skyvern.post("/v1/browser_sessions").respond(200, json=session())
+    example["session"].create.execute(make_context())
+    session_minutes = json.loads(post.calls.last.request.content)["timeout"]
+    using_it = [example["log_in"], example["invoices"]]  # one after the other in the same browser
+    assert session_minutes * 60 > sum(task.timeout for task in using_it)

@@ -814,3 +814,12 @@ def test_on_kill_in_blocking_mode_cancels_the_active_run(skyvern: respx.MockRout
     op._active_run_id = "tsk_v2_1"
     op.on_kill()
     assert cancel.call_count == 1
+
+
+@pytest.mark.parametrize(("steps", "said"), [(1, "completed in 1 step"), (4, "completed in 4 steps")])
+def test_the_last_line_counts_steps_in_words(
+    skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str], steps: int, said: str
+) -> None:
+    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=completed(step_count=steps))
+    operator().execute_complete(deferred_context(), event("terminal", "completed"))
+    assert f"Skyvern run tsk_v2_1 {said}\n" in capsys.readouterr().out.replace(" [airflow", "\n[airflow")

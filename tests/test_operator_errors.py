@@ -46,20 +46,38 @@ def test_a_prompt_rendering_to_none_fails_the_task_without_a_run(skyvern: respx.
 # ---- 7: one line, the full reason in the log --------------------------------------------------------
 
 
-def test_a_multi_line_failure_reason_is_one_line_and_logged_in_full(
+def test_a_failure_reason_with_a_traceback_keeps_its_first_line_and_the_rest_goes_to_the_log(
     skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    reason = "Navigation failed.\nTraceback (most recent call last):\n  File 'agent.py', line 3\nTimeoutError"
+    reason = (
+        "Login page asked for a captcha\nTraceback (most recent call last):\n  File 'agent.py', line 3\n"
+        "TimeoutError"
+    )
+    errors = [{"error_code": "CAPTCHA", "reasoning": "a captcha", "confidence_float": 0.9}]
+    skyvern.get("/v1/runs/tsk_v2_1").respond(
+        200, json=task_run("tsk_v2_1", "failed", failure_reason=reason, errors=errors)
+    )
+    context = make_context(FakeStateStore(**{STATE_KEY: {"run_id": "tsk_v2_1"}}))
+    event = {"kind": "terminal", "run_id": "tsk_v2_1", "run_status": "failed"}
+    with pytest.raises(SkyvernRunFailedError) as failed:
+        operator().execute_complete(context, event, run_id="tsk_v2_1")
+    assert str(failed.value) == (
+        "Skyvern run tsk_v2_1 ended failed: Login page asked for a captcha [error codes: CAPTCHA] "
+        "(full reason in the task log)"
+    )
+    assert "File 'agent.py', line 3\nTimeoutError" in capsys.readouterr().out.split("in full:", 1)[1]
+
+
+def test_a_traceback_run_into_the_first_line_is_cut_off_too(skyvern: respx.MockRouter) -> None:
+    reason = "Login page asked for a captcha Traceback (most recent call last): File 'agent.py', line 3"
     skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=task_run("tsk_v2_1", "failed", failure_reason=reason))
     context = make_context(FakeStateStore(**{STATE_KEY: {"run_id": "tsk_v2_1"}}))
     event = {"kind": "terminal", "run_id": "tsk_v2_1", "run_status": "failed"}
     with pytest.raises(SkyvernRunFailedError) as failed:
         operator().execute_complete(context, event, run_id="tsk_v2_1")
     assert str(failed.value) == (
-        "Skyvern run tsk_v2_1 ended failed: Navigation failed. Traceback (most recent call last): "
-        "File 'agent.py', line 3 TimeoutError"
+        "Skyvern run tsk_v2_1 ended failed: Login page asked for a captcha (full reason in the task log)"
     )
-    assert "TimeoutError" in capsys.readouterr().out.split("in full:", 1)[1]
 
 
 # ---- 8: which step, which server ----------------------------------------------------------------------

@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from airflow_provider_skyvern.operators.base import SkyvernRunOperatorBase
+from airflow_provider_skyvern.operators.download_files import SkyvernDownloadFilesOperator
+from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
 from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.workflow import SkyvernRunWorkflowOperator
 
 
 def make(**kwargs: Any) -> SkyvernRunTaskOperator:
@@ -55,7 +59,17 @@ def make(**kwargs: Any) -> SkyvernRunTaskOperator:
         ),
         (
             {"data_extraction_schema": {"type": "objekt"}},
-            "data_extraction_schema: not a valid JSON Schema at type: 'objekt' is not valid",
+            "data_extraction_schema: not a valid JSON Schema at type: 'objekt' is not one of "
+            "['array', 'boolean', 'integer', 'null', 'number', 'object', 'string']",
+        ),
+        (
+            {"data_extraction_schema": {"type": "object", "properties": {"tags": {"type": ["string", 3]}}}},
+            "data_extraction_schema: not a valid JSON Schema at properties/tags/type/1: 3 is not one of "
+            "['array', 'boolean', 'integer', 'null', 'number', 'object', 'string']",
+        ),
+        (
+            {"data_extraction_schema": {"type": "object", "required": "name"}},
+            "data_extraction_schema: not a valid JSON Schema at required: 'name' is not of type 'array'",
         ),
         (
             {"data_extraction_schema": "{not json"},
@@ -148,3 +162,27 @@ def test_template_fields_have_renderers_for_structured_values() -> None:
     assert renderers["data_extraction_schema"] == "json"
     assert renderers["extra_http_headers"] == "json"
     assert set(renderers) <= fields
+
+
+@pytest.mark.parametrize(
+    ("operator_class", "kwargs"),
+    [
+        (SkyvernRunTaskOperator, {"prompt": "Get the invoices"}),
+        (SkyvernRunWorkflowOperator, {"workflow_id": "wpid_1"}),
+        (SkyvernLoginOperator, {"credential_type": "skyvern", "credential_id": "cred_1"}),
+        (SkyvernDownloadFilesOperator, {"navigation_goal": "Download the invoice"}),
+    ],
+)
+def test_artifacts_destination_without_waiting_fails_the_parse_instead_of_being_ignored(
+    operator_class: type[SkyvernRunOperatorBase], kwargs: dict[str, Any]
+) -> None:
+    """Nothing would copy the files: the task returns the run id while the run is still going."""
+    with pytest.raises(ValueError, match="artifacts_destination") as raised:
+        operator_class(
+            task_id="start", wait_for_completion=False, artifacts_destination="s3://bucket/runs", **kwargs
+        )
+    assert str(raised.value) == (
+        f"{operator_class.__name__}(task_id='start') artifacts_destination: needs wait_for_completion=True (the files are "
+        "copied when the run ends, and this task does not wait for that); copy them after the run ends "
+        "with SkyvernCopyArtifactsOperator(run_id=...)"
+    )

@@ -86,7 +86,7 @@ from airflow_provider_skyvern.operators.browser_session import skyvern_browser_s
 from airflow_provider_skyvern.operators.download_files import SkyvernDownloadFilesOperator
 from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
 with DAG("d", schedule=None):
-    session = skyvern_browser_session("portal", timeout=30)
+    session = skyvern_browser_session("portal", session_timeout=30)
     login = SkyvernLoginOperator(task_id="login", credential_type="1password", onepassword_vault_id="v",
                                  onepassword_item_id="i", browser_session_id=session.browser_session_id)
     files = SkyvernDownloadFilesOperator(task_id="files", navigation_goal="Get the invoice",
@@ -119,3 +119,61 @@ def test_session_login_and_download_operators_parse_without_the_runtime_modules(
         "airflow_provider_skyvern.workflow_requests",
     ):
         assert runtime_only not in parsed["modules"], runtime_only
+
+
+ONE_IMPORT = """
+import json, sys
+from airflow.sdk import DAG, BaseOperator
+from airflow_provider_skyvern.operators import SkyvernRunTaskOperator
+SkyvernRunTaskOperator(task_id="t", prompt="Get the title", url="https://example.com")
+loaded = sorted(m for m in sys.modules if m.startswith("airflow_provider_skyvern"))
+import airflow_provider_skyvern.operators as operators
+from airflow_provider_skyvern.operators.artifacts import SkyvernCopyArtifactsOperator
+from airflow_provider_skyvern.operators.browser_session import (
+    SkyvernCloseBrowserSessionOperator, SkyvernCreateBrowserSessionOperator, skyvern_browser_session)
+from airflow_provider_skyvern.operators.download_files import SkyvernDownloadFilesOperator
+from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
+from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator as Task
+from airflow_provider_skyvern.operators.workflow import SkyvernRunWorkflowOperator
+same = all(getattr(operators, obj.__name__) is obj for obj in (
+    SkyvernCopyArtifactsOperator, SkyvernCloseBrowserSessionOperator, SkyvernCreateBrowserSessionOperator,
+    skyvern_browser_session, SkyvernDownloadFilesOperator, SkyvernLoginOperator, Task,
+    SkyvernRunWorkflowOperator))
+try:
+    operators.SkyvernNoSuchOperator
+    missing = ""
+except AttributeError as exc:
+    missing = str(exc)
+print(json.dumps({"loaded": loaded, "same": same, "all": sorted(operators.__all__), "missing": missing}))
+"""
+
+
+def test_every_operator_imports_from_one_package_lazily() -> None:
+    """``from airflow_provider_skyvern.operators import ...``: only the module of the name asked for loads."""
+    result = subprocess.run(
+        [sys.executable, "-c", ONE_IMPORT], capture_output=True, text=True, check=True, env=dict(os.environ)
+    )
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert "airflow_provider_skyvern.operators.skyvern" in parsed["loaded"]
+    for not_asked_for in (
+        "airflow_provider_skyvern.hooks.skyvern",
+        "airflow_provider_skyvern.operators.workflow",
+        "airflow_provider_skyvern.operators.login",
+        "airflow_provider_skyvern.operators.browser_session",
+        "airflow_provider_skyvern.operators.artifacts",
+    ):
+        assert not_asked_for not in parsed["loaded"], not_asked_for
+    assert parsed["same"]
+    assert parsed["all"] == [
+        "SkyvernCloseBrowserSessionOperator",
+        "SkyvernCopyArtifactsOperator",
+        "SkyvernCreateBrowserSessionOperator",
+        "SkyvernDownloadFilesOperator",
+        "SkyvernLoginOperator",
+        "SkyvernRunTaskOperator",
+        "SkyvernRunWorkflowOperator",
+        "skyvern_browser_session",
+    ]
+    assert parsed["missing"] == (
+        "module 'airflow_provider_skyvern.operators' has no attribute 'SkyvernNoSuchOperator'"
+    )

@@ -171,6 +171,15 @@ def test_bad_values_fail_the_parse_with_one_line_naming_the_field(make: Any, mes
     assert "\n" not in str(caught.value)
 
 
+def test_a_login_without_credential_type_names_the_task_and_the_accepted_values() -> None:
+    with pytest.raises(ValueError, match="credential_type") as caught:
+        SkyvernLoginOperator(task_id="log_in", credential_id="cred_42")
+    assert str(caught.value) == (
+        "SkyvernLoginOperator(task_id='log_in') credential_type: is required; "
+        "use one of skyvern, bitwarden, 1password, azure_vault"
+    )
+
+
 def test_templated_values_are_checked_only_after_rendering(skyvern: respx.MockRouter) -> None:
     login(credential_type="{{ var.value.kind }}", credential_id=None)  # parses: the type is known later
     download(navigation_goal="{{ params.goal }}")

@@ -140,7 +140,7 @@ def test_a_failed_run_fails_the_sensor_with_skyverns_reason_and_no_retry(skyvern
     context = make_context()
     with pytest.raises(AirflowFailException) as raised:
         sensor().execute(context)
-    assert str(raised.value) == "Skyvern run wr_1 ended failed: Login failed. Traceback ..."
+    assert str(raised.value) == "Skyvern run wr_1 ended failed: Login failed. (full reason in the task log)"
     assert context["ti"].xcoms["failure_reason"] == "Login failed.\nTraceback ..."  # pushed before failing
 
 
@@ -148,6 +148,31 @@ def test_soft_fail_skips_a_failed_run(skyvern: respx.MockRouter) -> None:
     skyvern.get(RUN).respond(200, json=done("terminated", failure_reason="stopped"))
     with pytest.raises(AirflowSkipException):
         sensor(soft_fail=True).execute(make_context())
+
+
+@pytest.mark.parametrize("flag", ["soft_fail", "never_fail"])
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_soft_fail_and_never_fail_skip_a_run_that_ended_badly_before_the_first_look_in_every_mode(
+    skyvern: respx.MockRouter, flag: str, deferrable: bool
+) -> None:
+    skyvern.get(RUN).respond(200, json=done("failed", failure_reason="Login failed.", output=None))
+    with pytest.raises(AirflowSkipException) as skipped:
+        sensor(deferrable=deferrable, **{flag: True}).execute(make_context())
+    if deferrable:  # poke mode says what Airflow's sensor says; this path adds the reason
+        assert str(skipped.value) == f"Skyvern run wr_1 ended failed: Login failed.; skipped ({flag}=True)"
+
+
+@pytest.mark.parametrize("flag", ["soft_fail", "never_fail"])
+def test_soft_fail_and_never_fail_skip_a_deferrable_sensor_whose_first_look_failed(
+    skyvern: respx.MockRouter, flag: str
+) -> None:
+    skyvern.get(RUN).respond(404, json={"detail": "Run not found wr_1"})
+    with pytest.raises(
+        AirflowSkipException, match=rf"Could not read Skyvern run wr_1: .*; skipped \({flag}=True\)$"
+    ):
+        sensor(deferrable=True, **{flag: True}).execute(make_context())
+    with pytest.raises(AirflowSkipException):  # as poke mode does
+        sensor(**{flag: True}).execute(make_context())
 
 
 def test_skip_and_success_statuses_say_what_other_final_statuses_mean(skyvern: respx.MockRouter) -> None:

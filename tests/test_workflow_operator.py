@@ -141,9 +141,25 @@ def test_unset_arguments_are_not_sent_and_parameters_may_come_as_rendered_json(
     with pytest.raises(TaskDeferred):
         op.execute(make_context())
     request = post.calls.last.request
-    assert json.loads(request.content) == {"agent_id": WPID, "parameters": {"report_date": "2026-11-30"}}
+    assert json.loads(request.content) == {
+        "agent_id": WPID,
+        "parameters": {"report_date": "2026-11-30"},
+        "proxy_location": None,  # see the test below
+    }
     assert "x-max-steps-override" not in request.headers
     assert "template" not in request.url.params
+
+
+def test_without_proxy_location_null_is_sent_so_the_workflows_saved_proxy_applies(
+    skyvern: respx.MockRouter,
+) -> None:
+    """Skyvern 1.0.56 reads an omitted proxy_location as RESIDENTIAL; only null inherits the workflow's."""
+    post = skyvern.post("/v1/run/agents").respond(200, json=ours("wr_1", "created"))
+    with pytest.raises(TaskDeferred):
+        operator().execute(make_context())
+    body = json.loads(post.calls.last.request.content)
+    assert "proxy_location" in body
+    assert body["proxy_location"] is None
 
 
 def test_templates_are_rendered_fields_and_parameters_render_as_json() -> None:

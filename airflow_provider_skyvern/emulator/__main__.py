@@ -12,7 +12,7 @@ import uvicorn
 from airflow_provider_skyvern.emulator.app import create_app
 from airflow_provider_skyvern.emulator.faults import FaultRule
 from airflow_provider_skyvern.emulator.server import LOOPBACK
-from airflow_provider_skyvern.emulator.state import EmulatorSettings
+from airflow_provider_skyvern.emulator.state import KNOWN_WORKFLOWS, EmulatorSettings
 
 
 def _status_rate(text: str) -> FaultRule:
@@ -35,6 +35,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--run-seconds", type=float, default=10.0, help="how long a run takes (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault dice")
+    parser.add_argument(
+        "--workflow",
+        action="append",
+        default=[],
+        metavar="WPID",
+        help=f"a workflow id (wpid_...) to know besides {', '.join(KNOWN_WORKFLOWS)} (repeatable); others are 404",
+    )
     parser.add_argument(
         "--error-rate",
         type=_status_rate,
@@ -74,7 +81,12 @@ def fault_rules(args: argparse.Namespace) -> list[FaultRule]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    settings = EmulatorSettings(api_key=args.api_key, run_seconds=args.run_seconds, seed=args.seed)
+    settings = EmulatorSettings(
+        api_key=args.api_key,
+        run_seconds=args.run_seconds,
+        seed=args.seed,
+        workflows=(*KNOWN_WORKFLOWS, *args.workflow),
+    )
     app, state = create_app(settings)
     state.faults.add(fault_rules(args))
     sock = socket.socket()

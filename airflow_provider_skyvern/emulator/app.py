@@ -37,6 +37,7 @@ from airflow_provider_skyvern.emulator.state import (
     ArtifactFile,
     BrowserSessionRecord,
     EmulatedRun,
+    EmulatedWorkflow,
     EmulatorSettings,
     EmulatorState,
 )
@@ -178,6 +179,7 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         texts: list[str],
         max_steps: int | None,
         block: str | None = None,
+        workflow: EmulatedWorkflow | None = None,
     ) -> EmulatedRun:
         session_id = wire.get("browser_session_id")
         if session_id and session_id not in state.sessions:
@@ -189,7 +191,9 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         if plan.create_seconds:  # the run's row appears only now, even if the client gave up meanwhile
             await asyncio.sleep(plan.create_seconds)
         with state.lock:
-            run = EmulatedRun(state.new_id(prefix), run_type, wire, Lifecycle(plan, state.now()), block)
+            run = EmulatedRun(
+                state.new_id(prefix), run_type, wire, Lifecycle(plan, state.now()), block, workflow
+            )
             state.runs[run.run_id] = run
         return run
 
@@ -231,12 +235,40 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         workflow: WorkflowRunRequest = _parse(WorkflowRunRequest, body)
         if not workflow.workflow_id.startswith("wpid_"):
             raise SkyvernHTTPException(404, f"Workflow not found {workflow.workflow_id}")
+        saved = state.workflows.get(workflow.workflow_id)
+        if saved is None:  # Skyvern 1.0.56's WorkflowNotFound
+            raise SkyvernHTTPException(
+                404, f"Workflow not found. workflow_permanent_id={workflow.workflow_id}"
+            )
         texts = [workflow.title or "", json.dumps(workflow.parameters or {})]
         wire = workflow.to_wire()
         # Stored (and echoed in run_request) under workflow_id, the field's name, as Skyvern echoes it.
         wire = {"workflow_id": wire.pop("agent_id"), **wire}
-        run = await create_run("wr", "workflow_run", wire, texts, x_max_steps_override)
+        run = await create_run("wr", "workflow_run", wire, texts, x_max_steps_override, workflow=saved)
         return state.run_json(run, base(request))
+
+    @api.post("/v1/workflows", dependencies=v1)
+    async def create_workflow(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        """A saved workflow to run: only its title and proxy location matter here (blocks are not run)."""
+        definition = body.get("json_definition")
+        if not isinstance(definition, dict) or not isinstance(definition.get("title"), str):
+            raise SkyvernHTTPException(
+                422,
+                [
+                    {
+                        "loc": ["body", "json_definition"],
+                        "msg": "a workflow definition with a title",
+                        "type": "value_error",
+                    }
+                ],
+            )
+        _check_enums(definition)
+        with state.lock:
+            saved = EmulatedWorkflow(
+                state.new_id("wpid"), definition["title"], definition.get("proxy_location"), state.now()
+            )
+            state.workflows[saved.workflow_permanent_id] = saved
+        return saved.to_json()
 
     async def run_block(request: Request, body: dict[str, Any], kind: str) -> dict[str, Any]:
         """A one-block workflow made for this request, and its run (``routes/run_blocks.py``)."""

@@ -74,7 +74,8 @@ def plan_from(texts: list[str], default_seconds: float, max_steps: int | None) -
     if outcome not in OUTCOMES:
         raise DirectiveError(f"emulator directive: outcome={outcome!r}; use one of {', '.join(OUTCOMES)}")
     seconds = _number(values, "seconds", default_seconds)
-    steps = int(_number(values, "steps", DEFAULT_STEPS)) or 1
+    default_steps = DEFAULT_STEPS if max_steps is None else max(1, min(DEFAULT_STEPS, max_steps))
+    steps = int(_number(values, "steps", default_steps)) or 1  # unplanned, a run fits its max_steps
     if max_steps is not None and outcome == "completed" and max_steps < steps:
         outcome, steps = "timed_out", max_steps  # Skyvern ends a run that hits max_steps as timed_out
     attempts = max(1, int(_number(values, "attempts", 1)))

@@ -116,6 +116,12 @@ RUN_TYPE_BY_ENGINE = {
 ENGINE_BY_RUN_TYPE = {run_type: engine for engine, run_type in RUN_TYPE_BY_ENGINE.items()}
 
 
+KNOWN_WORKFLOWS = ("wpid_42", "wpid_123456789")
+"""Workflows the emulator knows from the start: the one its tests run, and the placeholder id of
+``example_dags/skyvern_workflow_scheduled.py``. Others are a 404, as on Skyvern, until made with
+``POST /v1/workflows`` or named in :attr:`EmulatorSettings.workflows`."""
+
+
 @dataclass(frozen=True)
 class EmulatorSettings:
     api_key: str = "emulator-key"
@@ -123,6 +129,32 @@ class EmulatorSettings:
     """How long a run takes unless its ``[emulator seconds=N]`` directive says otherwise."""
     seed: int = 0
     clock: Callable[[], float] = time.time
+    workflows: tuple[str, ...] = KNOWN_WORKFLOWS
+    """The workflow ids (``wpid_…``) that exist from the start; any other is answered 404."""
+
+
+@dataclass(frozen=True)
+class EmulatedWorkflow:
+    """A saved workflow, as far as running it matters: its id, title and saved proxy location."""
+
+    workflow_permanent_id: str
+    title: str
+    proxy_location: Any = None
+    """Applies to a run whose request says ``"proxy_location": null`` (a missing one means RESIDENTIAL)."""
+    created: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``POST /v1/workflows`` answers (the fields of Skyvern's ``Workflow`` a client reads)."""
+        return {
+            "workflow_id": self.workflow_permanent_id.replace("wpid_", "w_", 1),
+            "workflow_permanent_id": self.workflow_permanent_id,
+            "organization_id": ORGANIZATION_ID,
+            "title": self.title,
+            "version": 1,
+            "proxy_location": self.proxy_location,
+            "created_at": iso(self.created),
+            "modified_at": iso(self.created),
+        }
 
 
 @dataclass
@@ -133,6 +165,8 @@ class EmulatedRun:
     lifecycle: Lifecycle
     block: str | None = None
     """``login`` or ``file_download`` for a run-block run (a one-block workflow made for it)."""
+    workflow: EmulatedWorkflow | None = None
+    """The saved workflow a workflow run runs."""
 
     @property
     def number(self) -> int:
@@ -151,6 +185,8 @@ class EmulatedRun:
         if self.run_type == "workflow_run":
             if self.block is not None:
                 return RUN_BLOCKS[self.block][0]
+            if self.workflow is not None:
+                return self.workflow.title
             return f"Emulated workflow {self.request.get('workflow_id')}"
         if self.run_type == "task_v2":
             return "New Workflow" if status in ("created", "queued") else "Emulated v2 task"
@@ -176,7 +212,7 @@ class EmulatedRun:
                 workflow_id=self.request["workflow_id"],
                 title=self.title("running"),
                 parameters=dict(self.request.get("parameters") or {}),
-                proxy_location=self.request.get("proxy_location") or "RESIDENTIAL",
+                proxy_location=self._workflow_proxy(),
                 start_fresh_browser=fresh,
             )
             if fresh:
@@ -196,6 +232,13 @@ class EmulatedRun:
         if self.run_type != "task_v2" and echoed["max_steps"] is None:
             echoed["max_steps"] = DEFAULT_MAX_STEPS
         return echoed
+
+    def _workflow_proxy(self) -> Any:
+        """Skyvern 1.0.56 reads a missing proxy_location as RESIDENTIAL and a null one as "the workflow's"."""
+        given = self.request.get("proxy_location")
+        if given is None and "proxy_location" in self.request and self.workflow is not None:
+            return self.workflow.proxy_location
+        return given or "RESIDENTIAL"
 
 
 ARTIFACTS_PER_RUN = 100
@@ -230,6 +273,7 @@ class BrowserSessionRecord:
 class EmulatorState:
     settings: EmulatorSettings
     runs: dict[str, EmulatedRun] = field(default_factory=dict)
+    workflows: dict[str, EmulatedWorkflow] = field(default_factory=dict)
     sessions: dict[str, BrowserSessionRecord] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
     file_requests: list[dict[str, Any]] = field(default_factory=list)
@@ -240,6 +284,13 @@ class EmulatorState:
 
     def __post_init__(self) -> None:
         self.faults = Faults(self.settings.seed)
+        self._known_workflows()
+
+    def _known_workflows(self) -> None:
+        self.workflows = {
+            wpid: EmulatedWorkflow(wpid, f"Emulated workflow {wpid}", created=self.now())
+            for wpid in self.settings.workflows
+        }
 
     def now(self) -> float:
         return self.settings.clock()
@@ -250,6 +301,7 @@ class EmulatorState:
     def reset(self) -> None:
         with self.lock:
             self.runs.clear()
+            self._known_workflows()
             self.sessions.clear()
             self.requests.clear()
             self.file_requests.clear()

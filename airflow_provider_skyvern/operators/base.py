@@ -19,12 +19,7 @@ from airflow.sdk import BaseOperator
 from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.compat import AirflowException, AirflowFailException
 from airflow_provider_skyvern.enums import RunStatus
-from airflow_provider_skyvern.exceptions import (
-    SkyvernBadRequestError,
-    SkyvernError,
-    SkyvernNotFoundError,
-    one_line,
-)
+from airflow_provider_skyvern.exceptions import SkyvernBadRequestError, SkyvernError, SkyvernNotFoundError
 from airflow_provider_skyvern.links.skyvern import APP_URL_XCOM_KEY, SkyvernRunLink
 from airflow_provider_skyvern.operators import validation as check
 
@@ -92,6 +87,12 @@ class SkyvernRunOperatorBase(BaseOperator):
             raise ValueError(
                 f"{type(self).__name__}(task_id={self.task_id!r}) artifacts_destination: "
                 f"{artifacts_destination!r} is not a URI; use e.g. 'file:///data/skyvern' or 's3://bucket/prefix'"
+            )
+        if artifacts_destination is not None and not wait_for_completion:
+            raise ValueError(
+                f"{type(self).__name__}(task_id={self.task_id!r}) artifacts_destination: needs "
+                "wait_for_completion=True (the files are copied when the run ends, and this task does not "
+                "wait for that); copy them after the run ends with SkyvernCopyArtifactsOperator(run_id=...)"
             )
         self.artifacts_destination = artifacts_destination
         self.artifacts_conn_id = artifacts_conn_id
@@ -376,7 +377,7 @@ class SkyvernRunOperatorBase(BaseOperator):
     def _finish(self, context: Any, run: RunResponse) -> Any:
         from airflow_provider_skyvern.operators import story
         from airflow_provider_skyvern.operators.reattach import BAD_OUTPUT, SubmissionLedger
-        from airflow_provider_skyvern.results import failure_message, result_xcoms
+        from airflow_provider_skyvern.results import failure_message, log_full_reason, result_xcoms
 
         ledger = SubmissionLedger(context)
         self.skyvern_app_url = run.app_url or self.skyvern_app_url
@@ -398,7 +399,8 @@ class SkyvernRunOperatorBase(BaseOperator):
         # Kept, not deleted: Airflow pushes the return value after this returns, and that can fail; a retry
         # then hands this run on again (the record says so) instead of paying for another.
         ledger.ended(run.run_id, run.status.value)
-        self.log.info("Skyvern run %s completed in %s steps", run.run_id, run.step_count)
+        steps = run.step_count
+        self.log.info("Skyvern run %s completed in %s step%s", run.run_id, steps, "" if steps == 1 else "s")
         return run.output
 
     def _copy_artifacts(self, context: Any, run: RunResponse, ledger: SubmissionLedger) -> Exception | None:
@@ -459,9 +461,3 @@ def _is_final_try(context: Any) -> bool:
     ti = context["ti"]
     try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
     return not (isinstance(try_number, int) and isinstance(max_tries, int) and try_number <= max_tries)
-
-
-def log_full_reason(run: RunResponse, log: Any) -> None:
-    """The task's error is one line; a multi-line reason (a traceback) is logged in full beside it."""
-    if run.failure_reason and one_line(run.failure_reason) != run.failure_reason:
-        log.error("Skyvern run %s failure reason, in full:\n%s", run.run_id, run.failure_reason)

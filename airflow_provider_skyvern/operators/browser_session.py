@@ -11,6 +11,7 @@ hook and the request model are imported when a task runs.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -48,9 +49,12 @@ class SkyvernCreateBrowserSessionOperator(BaseOperator):
     If the answer to the create request is lost after it was sent, Skyvern may have opened a session
     anyway: the task fails saying it could not tell, and logs the sessions opened since then so they can
     be checked (nothing on the server says which one this task asked for, so none is closed blindly; an
-    orphan ends by itself after ``timeout`` minutes).
+    orphan ends by itself after ``session_timeout``).
 
-    :param timeout: minutes the session lives unless closed earlier, 5 to 240 (default 60).
+    :param session_timeout: how long the session lives unless closed earlier: a ``timedelta`` of whole
+        minutes, or an integer of minutes; 5 to 240 minutes (default 60). Make it outlast the tasks that
+        use the session (their own ``timeout`` or ``execution_timeout``), or the browser closes under them.
+    :param timeout: deprecated: ``session_timeout`` in minutes (every other Airflow ``timeout`` counts seconds).
     :param url: a page to open in the session's browser.
     :param proxy_location: a ProxyLocation name, a geo target dict or ``{"url": ...}`` (templated).
     :param proxy_session_id: keep the same proxy IP across sessions (with ``RESIDENTIAL_ISP``).
@@ -68,7 +72,8 @@ class SkyvernCreateBrowserSessionOperator(BaseOperator):
     def __init__(
         self,
         *,
-        timeout: int = DEFAULT_TIMEOUT_MINUTES,
+        session_timeout: timedelta | int | None = None,
+        timeout: int | None = None,
         url: str | None = None,
         proxy_location: str | dict[str, Any] | None = None,
         proxy_session_id: str | None = None,
@@ -80,7 +85,11 @@ class SkyvernCreateBrowserSessionOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.timeout = timeout
+        self.session_timeout = session_timeout
+        self._timeout_parameter = "session_timeout"
+        """Which argument gave the session's lifetime, so a bad value is reported under the name given."""
+        if timeout is not None:
+            self._deprecated_timeout(timeout)
         self.url = url
         self.proxy_location = proxy_location
         self.proxy_session_id = proxy_session_id
@@ -93,6 +102,23 @@ class SkyvernCreateBrowserSessionOperator(BaseOperator):
             self._fields(parse_time=True)
         except check.InvalidParameter as exc:
             raise ValueError(f"{type(self).__name__}(task_id={self.task_id!r}) {exc}") from None
+
+    def _deprecated_timeout(self, minutes: int) -> None:
+        """``timeout`` was this operator's minutes: kept working, under a warning that says the new way."""
+        from airflow.exceptions import AirflowProviderDeprecationWarning
+
+        name = f"{type(self).__name__}(task_id={self.task_id!r})"
+        if self.session_timeout is not None:
+            raise ValueError(
+                f"{name} session_timeout: give it alone, without the deprecated timeout (minutes)"
+            )
+        warnings.warn(
+            f"{name}: timeout is deprecated, as it counts minutes where every other Airflow timeout counts "
+            f"seconds; use session_timeout=timedelta(minutes={minutes!r})",
+            AirflowProviderDeprecationWarning,
+            stacklevel=3,  # the line that built the operator
+        )
+        self.session_timeout, self._timeout_parameter = minutes, "timeout"
 
     @cached_property
     def hook(self) -> SkyvernHook:
@@ -108,7 +134,7 @@ class SkyvernCreateBrowserSessionOperator(BaseOperator):
             return None if parse_time and check.is_unresolved(value) else value
 
         fields = {
-            "timeout": check_timeout(self.timeout),
+            "timeout": session_minutes(self._timeout_parameter, self.session_timeout),
             "url": check.check_url("url", known("url")),
             "proxy_location": check.check_proxy_location(known("proxy_location")),
             "proxy_session_id": known("proxy_session_id"),
@@ -266,7 +292,8 @@ def skyvern_browser_session(
     :param task_id_prefix: the two task ids' prefix (inside a TaskGroup, the group's prefix comes first).
     :param skyvern_conn_id: Airflow connection of type ``skyvern``, for both tasks.
     :param on_failure_fail_dagrun: a failed close fails the DAG run (Airflow's teardown option; default False).
-    :param create_kwargs: :class:`SkyvernCreateBrowserSessionOperator` arguments (``timeout``, ``url``, ...).
+    :param create_kwargs: :class:`SkyvernCreateBrowserSessionOperator` arguments (``session_timeout``,
+        ``url``, ...).
     """
     create = SkyvernCreateBrowserSessionOperator(
         task_id=f"{task_id_prefix}_create", skyvern_conn_id=skyvern_conn_id, **create_kwargs
@@ -280,18 +307,30 @@ def skyvern_browser_session(
     return BrowserSessionTasks(create, close, session_id)
 
 
-def check_timeout(value: Any) -> int:
-    """Skyvern's limits, checked where the DAG is written rather than met as a 422 (or a silent cap)."""
+def session_minutes(parameter: str, value: Any) -> int:
+    """
+    The session's lifetime in Skyvern's whole minutes, within Skyvern's limits: checked where the DAG is
+    written rather than met as a 422 (or a silent cap).
+    """
+    if value is None:
+        return DEFAULT_TIMEOUT_MINUTES
+    minutes = value
+    if isinstance(value, timedelta):
+        minutes, rest = divmod(value, timedelta(minutes=1))
+        if rest:
+            raise check.InvalidParameter(parameter, f"Skyvern keeps a session for whole minutes, got {value}")
     if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or not (MIN_TIMEOUT_MINUTES <= value <= MAX_TIMEOUT_MINUTES)
+        isinstance(minutes, bool)
+        or not isinstance(minutes, int)
+        or not (MIN_TIMEOUT_MINUTES <= minutes <= MAX_TIMEOUT_MINUTES)
     ):
+        shown = str(value) if isinstance(value, timedelta) else repr(value)
         raise check.InvalidParameter(
-            "timeout",
-            f"must be {MIN_TIMEOUT_MINUTES} to {MAX_TIMEOUT_MINUTES} minutes (an integer), got {value!r}",
+            parameter,
+            f"must be {MIN_TIMEOUT_MINUTES} to {MAX_TIMEOUT_MINUTES} minutes (a timedelta, or an integer of "
+            f"minutes), got {shown}",
         )
-    return value
+    return minutes
 
 
 def _check_extensions(value: Any) -> list[str] | None:

@@ -67,7 +67,7 @@ class SkyvernLoginOperator(SkyvernRunBlockOperatorBase):
     The credential is passed by reference only (ids and secret names, never a password): Skyvern reads
     the secret from its own store or the vault.
 
-    :param credential_type: ``skyvern``, ``bitwarden``, ``1password`` (also ``onepassword``) or
+    :param credential_type: required: ``skyvern``, ``bitwarden``, ``1password`` (also ``onepassword``) or
         ``azure_vault``; sent as Skyvern spells it.
     :param credential_id: the Skyvern credential (``cred_…``); required for ``skyvern``.
     :param bitwarden_collection_id: the Bitwarden collection to look the login up in.
@@ -125,7 +125,7 @@ class SkyvernLoginOperator(SkyvernRunBlockOperatorBase):
     def __init__(
         self,
         *,
-        credential_type: str,
+        credential_type: str | None = None,
         credential_id: str | None = None,
         bitwarden_collection_id: str | None = None,
         bitwarden_item_id: str | None = None,
@@ -166,6 +166,10 @@ class SkyvernLoginOperator(SkyvernRunBlockOperatorBase):
 
 def credential_type(value: Any) -> str:
     """The wire value of a credential type given in any accepted spelling."""
+    if value is None:  # left out: Python's own TypeError would name neither the task nor the values
+        raise check.InvalidParameter(
+            "credential_type", f"is required; use one of {', '.join(CREDENTIAL_TYPES)}"
+        )
     name = value.strip().lower().replace("-", "_") if isinstance(value, str) else None
     wire = CREDENTIAL_TYPE_NAMES.get(name or "")
     if wire is None:

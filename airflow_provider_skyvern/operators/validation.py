@@ -222,11 +222,25 @@ def normalize_schema(value: Any) -> dict[str, Any] | list[Any] | None:
         try:
             validator_class.check_schema(value)
         except jsonschema.SchemaError as exc:
-            where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+            error = _most_specific(exc)
+            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
             raise InvalidParameter(
-                "data_extraction_schema", f"not a valid JSON Schema at {where}: {exc.message}"
+                "data_extraction_schema", f"not a valid JSON Schema at {where}: {error.message}"
             ) from None
     return value
+
+
+def _most_specific(error: Any) -> Any:
+    """
+    The sub-error that says what is wrong: the metaschema's ``anyOf`` only says "is not valid under any
+    of the given schemas", its deepest alternatives say e.g. "'strin' is not one of ['array', ...]".
+    """
+    from jsonschema.exceptions import best_match
+
+    while error.context:
+        deepest = max(len(sub.absolute_path) for sub in error.context)
+        error = best_match(sub for sub in error.context if len(sub.absolute_path) == deepest)
+    return error
 
 
 def output_schema_errors(schema: dict[str, Any] | list[Any] | None, output: Any) -> list[str]:

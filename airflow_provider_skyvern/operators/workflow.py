@@ -37,8 +37,9 @@ class SkyvernRunWorkflowOperator(SkyvernRunOperatorBase):
     :param parameters: the workflow's input parameters by key (templated; values are type-checked by
         Skyvern, a missing required one is refused).
     :param title: sent as given; Skyvern 1.0.56 shows the workflow's own title instead.
-    :param proxy_location: a ProxyLocation name, a geo target dict, or ``{"url": ...}``; left unset, the
-        workflow's saved proxy location applies.
+    :param proxy_location: a ProxyLocation name, a geo target dict, or ``{"url": ...}``; left unset, it is
+        sent as ``null`` so the workflow's saved proxy location applies (Skyvern reads a missing one as
+        ``RESIDENTIAL``).
     :param webhook_url: called by Skyvern when the run ends (overrides the workflow's webhook).
     :param totp_identifier: the identifier Skyvern matches 2FA codes pushed to it by.
     :param totp_url: an endpoint Skyvern polls for 2FA codes.
@@ -260,8 +261,12 @@ def _workflow_request(values: Mapping[str, Any], *, only_known: bool) -> Workflo
     }
     for flag in ("reuse_browser_session", "start_fresh_browser", "ai_fallback"):
         _check_flag(flag, fields[flag])
+    given = {name: v for name, v in fields.items() if v is not None}
+    # Sent as null, not left out: Skyvern 1.0.56 reads a missing proxy_location as RESIDENTIAL and only
+    # a null one as "not chosen", which applies the workflow's saved proxy location.
+    given.setdefault("proxy_location", None)
     try:
-        return WorkflowRunRequest(**{name: v for name, v in fields.items() if v is not None})
+        return WorkflowRunRequest(**given)
     except ValidationError as exc:
         raise check.invalid_from(exc) from None
 

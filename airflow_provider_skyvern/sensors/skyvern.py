@@ -67,7 +67,9 @@ class SkyvernRunSensor(BaseSensorOperator):
     :param success_statuses: final statuses that make the sensor succeed (default ``("completed",)``).
     :param skip_statuses: final statuses that skip the sensor (and, by trigger rule, its downstream tasks),
         e.g. ``("canceled",)`` for a run someone stopped on purpose. Any other final status fails the
-        sensor (``soft_fail=True`` skips instead), without retries: the run's status will not change.
+        sensor (``soft_fail=True`` or ``never_fail=True`` skips instead, in every mode, also when the run
+        had already ended or could not be read at the first look), without retries: the run's status will
+        not change.
     :param skyvern_conn_id: Airflow connection of type ``skyvern``.
     :param deferrable: wait in the triggerer instead of a worker slot (default
         ``[operators] default_deferrable``); otherwise ``mode`` (``poke`` or ``reschedule``) applies.
@@ -185,10 +187,14 @@ class SkyvernRunSensor(BaseSensorOperator):
         from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 
         event, run = self._look(self._watch(None))
-        if event is not None and event.kind == "terminal" and run is not None:  # ended: no trigger needed
-            return self._ended(context, run)
-        if event is not None and event.kind == "error":
-            raise AirflowFailException(f"Could not read Skyvern run {self.run_id}: {event.message}")
+        try:
+            if event is not None and event.kind == "terminal" and run is not None:  # ended: no trigger needed
+                return self._ended(context, run)
+            if event is not None and event.kind == "error":
+                raise AirflowFailException(f"Could not read Skyvern run {self.run_id}: {event.message}")
+        except AirflowFailException as exc:
+            self._skip_if_asked(exc)
+            raise
         self.defer(
             trigger=SkyvernRunTrigger(
                 run_id=self.run_id,
@@ -260,9 +266,14 @@ class SkyvernRunSensor(BaseSensorOperator):
 
     def _ended(self, context: Any, run: RunResponse) -> Any:
         """Push the run's XComs, tell its story, then succeed (return its output), skip or fail."""
-        from airflow_provider_skyvern.operators.base import log_full_reason
         from airflow_provider_skyvern.operators.story import log_story
-        from airflow_provider_skyvern.results import failure_message, identity_xcoms, pushable, result_xcoms
+        from airflow_provider_skyvern.results import (
+            failure_message,
+            identity_xcoms,
+            log_full_reason,
+            pushable,
+            result_xcoms,
+        )
 
         self.skyvern_app_url = run.app_url or self.skyvern_app_url
         if self.do_xcom_push:
@@ -277,6 +288,15 @@ class SkyvernRunSensor(BaseSensorOperator):
             raise AirflowSkipException(f"Skyvern run {run.run_id} ended {status}, one of skip_statuses")
         log_full_reason(run, self.log)
         raise AirflowFailException(failure_message(run))
+
+    def _skip_if_asked(self, exc: AirflowFailException) -> None:
+        """
+        The deferrable first look runs outside Airflow's poke loop and ``resume_execution``, which turn a
+        failure into a skip under ``soft_fail``/``never_fail``: do the same here, so every mode agrees.
+        """
+        for flag in ("soft_fail", "never_fail"):  # never_fail: Airflow versions that have it
+            if getattr(self, flag, False):
+                raise AirflowSkipException(f"{exc}; skipped ({flag}=True)") from exc
 
     def _timed_out(self, last_status: str | None, problem: str | None) -> None:
         after = self._cancel_after_timeout() if self.cancel_on_timeout else "it is left going"

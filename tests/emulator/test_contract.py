@@ -61,7 +61,7 @@ def test_task_run_responses_match_the_schema(
 def test_workflow_run_responses_match_the_schema(
     openapi: dict[str, Any], api: httpx.Client, clock: FakeClock
 ) -> None:
-    created = api.post("/v1/run/agents", json={"agent_id": "wpid_1", "parameters": {"q": "x"}}).json()
+    created = api.post("/v1/run/agents", json={"agent_id": "wpid_42", "parameters": {"q": "x"}}).json()
     clock.advance(RUN_SECONDS)
 
     _validate(openapi, "WorkflowRunResponse", created)

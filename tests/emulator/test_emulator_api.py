@@ -193,6 +193,18 @@ def test_paused_and_slow_runs_never_finish(
     assert hook.get_run(run.run_id).status.value == status
 
 
+@pytest.mark.parametrize("max_steps", [1, 3])
+def test_a_run_given_max_steps_completes_within_them_unless_a_directive_plans_more(
+    hook: SkyvernHook, clock: FakeClock, max_steps: int
+) -> None:
+    run = hook.run_task(_task(max_steps=max_steps))
+    clock.advance(RUN_SECONDS)
+
+    done = hook.get_run(run.run_id)
+
+    assert (done.status, done.step_count) == (RunStatus.completed, max_steps)
+
+
 def test_max_steps_below_the_plan_ends_timed_out(hook: SkyvernHook, clock: FakeClock) -> None:
     run = hook.run_task(_task(prompt="Crawl [emulator steps=8]", max_steps=3))
     clock.advance(RUN_SECONDS)
@@ -318,7 +330,10 @@ def test_a_null_engine_is_refused_as_by_skyvern_and_the_hook_never_sends_one(
 
 def test_workflow_runs_and_their_timeline(hook: SkyvernHook, clock: FakeClock) -> None:
     run = hook.run_workflow(
-        WorkflowRunRequest(workflow_id="wpid_42", parameters={"query": "laptops"}), max_steps_override=2
+        WorkflowRunRequest(
+            workflow_id="wpid_42", parameters={"query": "laptops"}, title="[emulator steps=5]"
+        ),
+        max_steps_override=2,
     )
     clock.advance(RUN_SECONDS)
 
@@ -338,13 +353,46 @@ def test_workflow_runs_and_their_timeline(hook: SkyvernHook, clock: FakeClock) -
         hook.run_workflow(WorkflowRunRequest(workflow_id="w_1"))
 
 
+def test_an_unknown_workflow_is_a_404_as_on_the_real_server(
+    hook: SkyvernHook, emulator: EmulatorServer
+) -> None:
+    with pytest.raises(
+        SkyvernNotFoundError, match=r"HTTP 404: Workflow not found\. workflow_permanent_id=wpid_404"
+    ):
+        hook.run_workflow(WorkflowRunRequest(workflow_id="wpid_404"))
+    assert emulator.control.get("/_emulator/runs").json()["runs"] == []
+
+
+def test_a_workflow_created_through_the_api_can_be_run_and_its_saved_proxy_applies_to_a_null_one(
+    hook: SkyvernHook, emulator: EmulatorServer
+) -> None:
+    emulator.control.headers["x-api-key"] = emulator.api_key
+    definition = {
+        "title": "Invoices",
+        "proxy_location": "RESIDENTIAL_GB",
+        "workflow_definition": {"blocks": []},
+    }
+    created = emulator.control.post("/v1/workflows", json={"json_definition": definition})
+    assert created.status_code == 200
+    workflow_id = created.json()["workflow_permanent_id"]
+    assert workflow_id.startswith("wpid_")
+
+    inherited = hook.run_workflow(WorkflowRunRequest(workflow_id=workflow_id, proxy_location=None))
+    omitted = hook.run_workflow(WorkflowRunRequest(workflow_id=workflow_id))
+    chosen = hook.run_workflow(WorkflowRunRequest(workflow_id=workflow_id, proxy_location="NONE"))
+
+    echoed = [hook.get_run(run.run_id).run_request or {} for run in (inherited, omitted, chosen)]
+    assert [echo["proxy_location"] for echo in echoed] == ["RESIDENTIAL_GB", "RESIDENTIAL", "NONE"]
+    assert echoed[0]["title"] == "Invoices"
+
+
 def test_a_workflow_run_goes_to_run_agents_and_skyverns_alias_keys_are_accepted(
     hook: SkyvernHook, emulator: EmulatorServer
 ) -> None:
     run = hook.run_workflow(WorkflowRunRequest(workflow_id="wpid_42"), template=False)
     emulator.control.headers["x-api-key"] = emulator.api_key
-    both = emulator.control.post("/v1/run/agents", json={"agent_id": "wpid_7", "workflow_id": "wpid_8"})
-    legacy = emulator.control.post("/v1/run/workflows", json={"workflow_id": "wpid_9"})
+    both = emulator.control.post("/v1/run/agents", json={"agent_id": "wpid_42", "workflow_id": "wpid_404"})
+    legacy = emulator.control.post("/v1/run/workflows", json={"workflow_id": "wpid_123456789"})
 
     logged = emulator.control.get("/_emulator/requests").json()["requests"]
     assert (logged[0]["method"], logged[0]["path"], logged[0]["status"]) == ("POST", "/v1/run/agents", 200)
@@ -352,8 +400,12 @@ def test_a_workflow_run_goes_to_run_agents_and_skyverns_alias_keys_are_accepted(
     assert echoed is not None
     assert echoed["workflow_id"] == "wpid_42"  # Skyvern echoes the key under the field's name
     assert (both.status_code, legacy.status_code) == (200, 200)
-    assert both.json()["run_request"]["workflow_id"] == "wpid_7"  # with both keys, agent_id wins
-    assert [item.workflow_permanent_id for item in hook.list_runs()] == ["wpid_9", "wpid_7", "wpid_42"]
+    assert both.json()["run_request"]["workflow_id"] == "wpid_42"  # with both keys, agent_id wins
+    assert [item.workflow_permanent_id for item in hook.list_runs()] == [
+        "wpid_123456789",
+        "wpid_42",
+        "wpid_42",
+    ]
 
 
 def test_completed_workflow_output_has_skyverns_shape(hook: SkyvernHook, clock: FakeClock) -> None:

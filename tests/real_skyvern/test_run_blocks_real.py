@@ -33,7 +33,7 @@ async def _events(trigger: SkyvernRunTrigger) -> list[dict[str, Any]]:
 
 def test_a_session_opened_by_the_setup_is_closed_by_the_teardown(connect: Peer) -> None:
     context = make_context()
-    session_id = SkyvernCreateBrowserSessionOperator(task_id="open", timeout=5).execute(context)
+    session_id = SkyvernCreateBrowserSessionOperator(task_id="open", session_timeout=5).execute(context)
     assert session_id.startswith("pbs_")
     assert context["ti"].xcoms["browser_session_id"] == session_id
 

@@ -66,7 +66,7 @@ with DAG(dag_id="skyvern_e2e_gate", **COMMON):
     )
 
 with DAG(dag_id="skyvern_e2e_session_abandoned", **COMMON):
-    session = skyvern_browser_session("portal", timeout=30)
+    session = skyvern_browser_session("portal", session_timeout=30)
     crawl = SkyvernRunTaskOperator(
         task_id="crawl_in_session",
         prompt="Read every page behind the login [emulator seconds=600]",

@@ -6,7 +6,7 @@ return value, an XComArg) fails; the teardown, linked to the setup by XCom only,
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, task
 
@@ -14,7 +14,7 @@ from airflow_provider_skyvern.operators.browser_session import skyvern_browser_s
 from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
 
 with DAG("skyvern_browser_session", schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
-    session = skyvern_browser_session("portal", timeout=15)
+    session = skyvern_browser_session("portal", session_timeout=timedelta(minutes=15))
     log_in = SkyvernLoginOperator(
         task_id="log_in",
         credential_type="skyvern",
