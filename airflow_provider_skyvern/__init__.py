@@ -35,7 +35,7 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "Skyvern",
                 "python-modules": [
-                    "airflow_provider_skyvern.operators.skyvern",
+                    "airflow_provider_skyvern.operators.task",
                     "airflow_provider_skyvern.operators.workflow",
                     "airflow_provider_skyvern.operators.login",
                     "airflow_provider_skyvern.operators.download_files",

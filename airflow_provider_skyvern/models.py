@@ -21,15 +21,15 @@ from airflow_provider_skyvern.enums import (
     RunStatus,
     RunType,
 )
-from airflow_provider_skyvern.requests import (
+from airflow_provider_skyvern.requests.base import (
     PROXY_NULL_IS_MEANINGFUL,
     GeoTarget,
     ProxySetting,
     RequestBody,
-    TaskRunRequest,
 )
-from airflow_provider_skyvern.run_block_requests import DownloadFilesRequest, LoginRequest
-from airflow_provider_skyvern.workflow_requests import WorkflowRunRequest
+from airflow_provider_skyvern.requests.run_block import DownloadFilesRequest, LoginRequest
+from airflow_provider_skyvern.requests.task import TaskRunRequest
+from airflow_provider_skyvern.requests.workflow import WorkflowRunRequest
 
 __all__ = [
     "Artifact",

@@ -109,7 +109,7 @@ def operator_poll_interval() -> float:
     """What a user who leaves ``poll_interval`` alone gets: the operator's default."""
     import inspect
 
-    from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+    from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 
     return float(inspect.signature(SkyvernRunTaskOperator.__init__).parameters["poll_interval"].default)
 

@@ -44,7 +44,7 @@ DAGS = {
         'BashOperator(task_id="run", bash_command="echo run")',
     ),
     "skyvern": (
-        "from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator",
+        "from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator",
         "SkyvernRunTaskOperator(\n"
         '        task_id="run",\n'
         '        prompt="Find the cheapest product on this page; extract its name and price in USD.",\n'
@@ -65,7 +65,7 @@ LABELS = {
     "skyvern": "one SkyvernRunTaskOperator",
     "skyvern_preimported": "same, operator module pre-imported (not timed)",
 }
-OPERATOR_MODULE = "airflow_provider_skyvern.operators.skyvern"
+OPERATOR_MODULE = "airflow_provider_skyvern.operators.task"
 
 PARSE = """
 import importlib, json, os, sys, time

@@ -3,7 +3,7 @@
     python bench/import_cost.py [--quick] [--runs N]
 
 Each run is a pair of fresh interpreters sharing one AIRFLOW_HOME: A imports ``airflow.sdk`` alone, B
-imports ``airflow.sdk`` then ``airflow_provider_skyvern.operators.skyvern`` (the import every DAG file
+imports ``airflow.sdk`` then ``airflow_provider_skyvern.operators.task`` (the import every DAG file
 using the operator pays). The order inside a pair alternates, so drift on a shared machine hits both
 sides. Figures are medians in ms: A, B, the paired difference B - A (the issue's figure), and B's own
 split (time spent in the second import, measured inside the same interpreter). One more run of B under
@@ -18,7 +18,7 @@ from collections import defaultdict
 
 from _common import airflow_home, banner, last_json, median, ratio, run_python, table
 
-OPERATOR_MODULE = "airflow_provider_skyvern.operators.skyvern"
+OPERATOR_MODULE = "airflow_provider_skyvern.operators.task"
 GOAL_MS = 30.0
 
 SDK_ONLY = """

@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk import DAG, task
 
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 
 PAGES = [
     "https://webscraper.io/test-sites/e-commerce/allinone/computers/laptops",

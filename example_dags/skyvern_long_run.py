@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 
 with DAG(
     dag_id="skyvern_long_run",

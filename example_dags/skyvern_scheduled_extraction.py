@@ -21,7 +21,7 @@ from typing import Any
 
 from airflow.sdk import DAG, get_current_context, task
 
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 
 PRODUCTS_URL = "https://webscraper.io/test-sites/e-commerce/allinone"
 PRODUCT_SCHEMA = {

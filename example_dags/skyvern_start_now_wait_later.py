@@ -20,7 +20,7 @@ from typing import Any
 
 from airflow.sdk import DAG, get_current_context, task
 
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 from airflow_provider_skyvern.sensors.skyvern import SkyvernRunSensor
 
 POLL_INTERVAL = float(os.environ.get("SKYVERN_EXAMPLE_POLL_INTERVAL", "10"))

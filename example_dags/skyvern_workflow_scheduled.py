@@ -20,7 +20,7 @@ from typing import Any
 
 from airflow.sdk import DAG, get_current_context, task
 
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunWorkflowOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunWorkflowOperator
 
 WORKFLOW_ID = os.environ.get("SKYVERN_EXAMPLE_WORKFLOW_ID", "wpid_123456789")
 POLL_INTERVAL = float(os.environ.get("SKYVERN_EXAMPLE_POLL_INTERVAL", "10"))

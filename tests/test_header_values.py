@@ -12,7 +12,7 @@ import respx
 from airflow_provider_skyvern.compat import AirflowFailException
 from airflow_provider_skyvern.operators.download_files import SkyvernDownloadFilesOperator
 from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 from airflow_provider_skyvern.operators.workflow import SkyvernRunWorkflowOperator
 from tests.operator_support import make_context
 

@@ -11,7 +11,7 @@ import respx
 from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import WorkflowRunResponse
-from airflow_provider_skyvern.run_block_requests import DownloadFilesRequest, LoginRequest
+from airflow_provider_skyvern.requests.run_block import DownloadFilesRequest, LoginRequest
 from tests.conftest import API_KEY, BASE_URL
 from tests.payloads import browser_session, workflow_run
 

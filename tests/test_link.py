@@ -9,7 +9,7 @@ import respx
 
 from airflow_provider_skyvern.compat import TaskDeferred
 from airflow_provider_skyvern.links.skyvern import SkyvernRunLink
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 from tests.conftest import BASE_URL
 from tests.operator_support import make_context
 from tests.payloads import task_run

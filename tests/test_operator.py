@@ -13,8 +13,8 @@ import respx
 
 from airflow_provider_skyvern.compat import AirflowFailException, TaskDeferred
 from airflow_provider_skyvern.exceptions import SkyvernError
-from airflow_provider_skyvern.operators.reattach import STATE_KEY, run_tag
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunFailedError, SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunFailedError, SkyvernRunTaskOperator
+from airflow_provider_skyvern.runs.ledger import STATE_KEY, run_tag
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.conftest import API_KEY, FastClock

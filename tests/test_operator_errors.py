@@ -9,8 +9,8 @@ import respx
 
 from airflow_provider_skyvern.compat import AirflowFailException, TaskDeferred
 from airflow_provider_skyvern.exceptions import SkyvernError
-from airflow_provider_skyvern.operators.reattach import STATE_KEY
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunFailedError, SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunFailedError, SkyvernRunTaskOperator
+from airflow_provider_skyvern.runs.ledger import STATE_KEY
 from tests.conftest import BASE_URL, set_connection
 from tests.operator_support import FakeStateStore, make_context
 from tests.payloads import task_run

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from airflow_provider_skyvern.operators.base import SkyvernRunOperatorBase
 from airflow_provider_skyvern.operators.download_files import SkyvernDownloadFilesOperator
 from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 from airflow_provider_skyvern.operators.workflow import SkyvernRunWorkflowOperator
 
 
@@ -145,7 +145,7 @@ def test_deferrable_defaults_to_the_airflow_setting(setting: str) -> None:
     import sys
 
     code = (
-        "from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator as O; "
+        "from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator as O; "
         "print(O(task_id='t', prompt='p').deferrable)"
     )
     env = {**os.environ, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": setting}

@@ -14,7 +14,7 @@ PARSE = """
 import json, sys
 from airflow.sdk import DAG, BaseOperator  # what any DAG file imports: not ours to count
 airflow_own = set(sys.modules)
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator, SkyvernRunWorkflowOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator, SkyvernRunWorkflowOperator
 SkyvernRunTaskOperator(task_id="t", prompt="Get the title", url="https://example.com", model={"name": "m"},
                        proxy_location={"country": "us"}, max_steps=3)
 SkyvernRunWorkflowOperator(task_id="w", workflow_id="wpid_1", parameters={"day": "{{ ds }}"},
@@ -52,7 +52,7 @@ def test_parsing_a_dag_keeps_the_runtime_modules_out_but_still_checks_values() -
         "airflow_provider_skyvern.hooks.skyvern",
         "airflow_provider_skyvern.models",
         "airflow_provider_skyvern.triggers.skyvern",
-        "airflow_provider_skyvern.operators.claim",
+        "airflow_provider_skyvern.runs.claim",
     ):
         assert runtime_only not in modules, runtime_only
     if AIRFLOW_V_3_1_PLUS:  # 3.0's airflow.exceptions, where AirflowException lives there, imports it
@@ -62,7 +62,7 @@ def test_parsing_a_dag_keeps_the_runtime_modules_out_but_still_checks_values() -
 TASK_ONLY = """
 import json, sys
 from airflow.sdk import DAG, BaseOperator
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 SkyvernRunTaskOperator(task_id="t", prompt="Get the title", url="https://example.com")
 print(json.dumps(sorted(m for m in sys.modules if m.startswith("airflow_provider_skyvern"))))
 """
@@ -73,9 +73,9 @@ def test_a_dag_with_only_task_operators_does_not_load_the_workflow_operator() ->
         [sys.executable, "-c", TASK_ONLY], capture_output=True, text=True, check=True, env=dict(os.environ)
     )
     modules = json.loads(result.stdout.strip().splitlines()[-1])
-    assert "airflow_provider_skyvern.operators.skyvern" in modules
+    assert "airflow_provider_skyvern.operators.task" in modules
     assert "airflow_provider_skyvern.operators.workflow" not in modules
-    assert "airflow_provider_skyvern.workflow_requests" not in modules
+    assert "airflow_provider_skyvern.requests.workflow" not in modules
 
 
 SESSION_LOGIN_DOWNLOAD = """
@@ -114,9 +114,9 @@ def test_session_login_and_download_operators_parse_without_the_runtime_modules(
     for runtime_only in (
         "airflow_provider_skyvern.hooks.skyvern",
         "airflow_provider_skyvern.models",
-        "airflow_provider_skyvern.operators.claim",
-        "airflow_provider_skyvern.operators.kinds",
-        "airflow_provider_skyvern.workflow_requests",
+        "airflow_provider_skyvern.runs.claim",
+        "airflow_provider_skyvern.runs.kinds",
+        "airflow_provider_skyvern.requests.workflow",
     ):
         assert runtime_only not in parsed["modules"], runtime_only
 
@@ -133,7 +133,7 @@ from airflow_provider_skyvern.operators.browser_session import (
     SkyvernCloseBrowserSessionOperator, SkyvernCreateBrowserSessionOperator, skyvern_browser_session)
 from airflow_provider_skyvern.operators.download_files import SkyvernDownloadFilesOperator
 from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator as Task
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator as Task
 from airflow_provider_skyvern.operators.workflow import SkyvernRunWorkflowOperator
 same = all(getattr(operators, obj.__name__) is obj for obj in (
     SkyvernCopyArtifactsOperator, SkyvernCloseBrowserSessionOperator, SkyvernCreateBrowserSessionOperator,
@@ -154,7 +154,7 @@ def test_every_operator_imports_from_one_package_lazily() -> None:
         [sys.executable, "-c", ONE_IMPORT], capture_output=True, text=True, check=True, env=dict(os.environ)
     )
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
-    assert "airflow_provider_skyvern.operators.skyvern" in parsed["loaded"]
+    assert "airflow_provider_skyvern.operators.task" in parsed["loaded"]
     for not_asked_for in (
         "airflow_provider_skyvern.hooks.skyvern",
         "airflow_provider_skyvern.operators.workflow",

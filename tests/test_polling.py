@@ -20,7 +20,7 @@ from airflow_provider_skyvern.hooks.clock import Clock
 from airflow_provider_skyvern.hooks.pool import CONNECTIONS_PER_SHARD, SHARDS
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import TaskRunResponse
-from airflow_provider_skyvern.triggers.waiting import RunWatch
+from airflow_provider_skyvern.runs.waiting import RunWatch
 from tests.conftest import BASE_URL, set_connection
 from tests.payloads import task_run
 

@@ -15,8 +15,8 @@ from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.operators.base import SkyvernRunFailedError
 from airflow_provider_skyvern.operators.download_files import SkyvernDownloadFilesOperator
 from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
-from airflow_provider_skyvern.operators.reattach import STATE_KEY
-from airflow_provider_skyvern.triggers.events import RunEvent
+from airflow_provider_skyvern.runs.events import RunEvent
+from airflow_provider_skyvern.runs.ledger import STATE_KEY
 from tests.conftest import API_KEY, FastClock
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 from tests.payloads import workflow_run

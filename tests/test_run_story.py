@@ -10,9 +10,9 @@ import pytest
 import respx
 
 from airflow_provider_skyvern.models import RunStatus, TimelineEntry, parse_run_response
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunFailedError, SkyvernRunTaskOperator
-from airflow_provider_skyvern.operators.story import story
-from airflow_provider_skyvern.triggers.waiting import RunWatch
+from airflow_provider_skyvern.operators.task import SkyvernRunFailedError, SkyvernRunTaskOperator
+from airflow_provider_skyvern.runs.story import story
+from airflow_provider_skyvern.runs.waiting import RunWatch
 from tests.conftest import FastClock
 from tests.operator_support import FakeStateStore, make_context
 from tests.payloads import task_run, workflow_run

@@ -21,8 +21,8 @@ from airflow_provider_skyvern.compat import (
     AirflowSkipException,
     TaskDeferred,
 )
+from airflow_provider_skyvern.runs.events import RunEvent
 from airflow_provider_skyvern.sensors.skyvern import SkyvernRunSensor
-from airflow_provider_skyvern.triggers.events import RunEvent
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.conftest import API_KEY, FastClock
@@ -396,7 +396,7 @@ def test_start_from_trigger_builds_the_trigger_kwargs_the_scheduler_stores() -> 
 def test_start_from_trigger_turns_an_upstream_output_into_a_template_and_keeps_the_dependency() -> None:
     from airflow.sdk import DAG
 
-    from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+    from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 
     with DAG("start_now_wait_later", schedule=None):
         start = SkyvernRunTaskOperator(task_id="start", prompt="p", wait_for_completion=False)

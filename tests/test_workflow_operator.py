@@ -13,9 +13,9 @@ import respx
 
 from airflow_provider_skyvern.compat import AirflowFailException, TaskDeferred
 from airflow_provider_skyvern.exceptions import SkyvernError
-from airflow_provider_skyvern.operators.reattach import STATE_KEY
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunFailedError, SkyvernRunWorkflowOperator
-from airflow_provider_skyvern.triggers.events import RunEvent
+from airflow_provider_skyvern.operators.task import SkyvernRunFailedError, SkyvernRunWorkflowOperator
+from airflow_provider_skyvern.runs.events import RunEvent
+from airflow_provider_skyvern.runs.ledger import STATE_KEY
 from tests.conftest import API_KEY, FastClock
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 from tests.payloads import run_list_item, workflow_run

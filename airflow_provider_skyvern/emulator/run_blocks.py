@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import HttpUrl, ValidationError
 
-from airflow_provider_skyvern.run_block_requests import DownloadFilesRequest, LoginRequest
+from airflow_provider_skyvern.requests.run_block import DownloadFilesRequest, LoginRequest
 
 LOGIN_MAX_STEPS = 10  # the login block's max_steps_per_run on the real server
 REQUIRED_BY_CREDENTIAL_TYPE = {

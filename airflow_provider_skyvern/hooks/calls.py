@@ -33,7 +33,7 @@ from airflow_provider_skyvern.models import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_skyvern.run_block_requests import DownloadFilesRequest, LoginRequest
+    from airflow_provider_skyvern.requests.run_block import DownloadFilesRequest, LoginRequest
 
 T = TypeVar("T")
 QueryParams = list[tuple[str, str | int | float | bool | None]]

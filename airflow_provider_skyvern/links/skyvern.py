@@ -10,8 +10,6 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-APP_URL_XCOM_KEY = "app_url"
-
 
 class SkyvernRunLink(BaseOperatorLink):
     """

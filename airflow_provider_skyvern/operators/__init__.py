@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     )
     from airflow_provider_skyvern.operators.download_files import SkyvernDownloadFilesOperator
     from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
-    from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+    from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
     from airflow_provider_skyvern.operators.workflow import SkyvernRunWorkflowOperator
 
 MODULE_OF = {

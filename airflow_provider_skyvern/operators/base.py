@@ -20,16 +20,16 @@ from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.compat import AirflowException, AirflowFailException
 from airflow_provider_skyvern.enums import RunStatus
 from airflow_provider_skyvern.exceptions import SkyvernBadRequestError, SkyvernError, SkyvernNotFoundError
-from airflow_provider_skyvern.links.skyvern import APP_URL_XCOM_KEY, SkyvernRunLink
+from airflow_provider_skyvern.links.skyvern import SkyvernRunLink
 from airflow_provider_skyvern.operators import validation as check
 
 if TYPE_CHECKING:
     from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
     from airflow_provider_skyvern.models import RunResponse
-    from airflow_provider_skyvern.operators.claim import RunClaim
-    from airflow_provider_skyvern.operators.kinds import RunKind
-    from airflow_provider_skyvern.operators.reattach import SubmissionLedger
-    from airflow_provider_skyvern.triggers.events import RunEvent
+    from airflow_provider_skyvern.runs.claim import RunClaim
+    from airflow_provider_skyvern.runs.events import RunEvent
+    from airflow_provider_skyvern.runs.kinds import RunKind
+    from airflow_provider_skyvern.runs.ledger import SubmissionLedger
 
 
 class SkyvernRunFailedError(AirflowException):
@@ -162,9 +162,9 @@ class SkyvernRunOperatorBase(BaseOperator):
     # ---- execution ------------------------------------------------------------------------------------
 
     def execute(self, context: Any) -> Any:
-        from airflow_provider_skyvern.operators.claim import RunClaim
-        from airflow_provider_skyvern.operators.reattach import RunStateUnknown
-        from airflow_provider_skyvern.results import identity_xcoms
+        from airflow_provider_skyvern.runs.claim import RunClaim
+        from airflow_provider_skyvern.runs.ledger import RunStateUnknown
+        from airflow_provider_skyvern.runs.results import identity_xcoms
 
         try:
             kind = self._run_kind()
@@ -229,7 +229,8 @@ class SkyvernRunOperatorBase(BaseOperator):
     ) -> Any:
         """:param run_id: the run this task deferred on; ``app_url`` its page; ``deadline`` and ``limit`` the
         wait's end (Unix time) and what it stands for."""
-        from airflow_provider_skyvern.triggers.events import RunEvent
+        from airflow_provider_skyvern.runs.events import RunEvent
+        from airflow_provider_skyvern.runs.results import APP_URL_XCOM_KEY
 
         if run_id is None:  # dag.test() resumes with the event only: the XComs pushed before deferring
             run_id, app_url = self._pulled(context, "run_id"), self._pulled(context, APP_URL_XCOM_KEY)
@@ -259,7 +260,7 @@ class SkyvernRunOperatorBase(BaseOperator):
 
     def on_kill(self) -> None:
         """Blocking mode: the worker is being killed, so the remote run must not keep going (and billing)."""
-        from airflow_provider_skyvern.operators.claim import cancel_at_once
+        from airflow_provider_skyvern.runs.claim import cancel_at_once
 
         if not self.cancel_on_kill:
             return
@@ -271,7 +272,7 @@ class SkyvernRunOperatorBase(BaseOperator):
     # ---- steps ----------------------------------------------------------------------------------------
 
     def _submit(self, claim: RunClaim) -> RunResponse:
-        from airflow_provider_skyvern.operators.reattach import RunStateUnknown
+        from airflow_provider_skyvern.runs.ledger import RunStateUnknown
 
         try:
             return claim.submit()
@@ -301,7 +302,7 @@ class SkyvernRunOperatorBase(BaseOperator):
 
     def _wait_blocking(self, run_id: str, deadline: float, limit: str) -> RunEvent:
         """The trigger's policy, synchronously (``deferrable=False``)."""
-        from airflow_provider_skyvern.triggers.waiting import RunWatch
+        from airflow_provider_skyvern.runs.waiting import RunWatch
 
         clock = self.hook.clock
         watch = RunWatch(self.log, run_id, deadline, limit=limit, clock=clock)
@@ -315,7 +316,7 @@ class SkyvernRunOperatorBase(BaseOperator):
             clock.sleep(watch.pause(self.poll_interval))
 
     def _handle_event(self, context: Any, event: RunEvent) -> Any:
-        from airflow_provider_skyvern.operators.reattach import SubmissionLedger
+        from airflow_provider_skyvern.runs.ledger import SubmissionLedger
 
         ledger = SubmissionLedger(context)
         if event.kind == "error":
@@ -368,16 +369,16 @@ class SkyvernRunOperatorBase(BaseOperator):
 
     def _push(self, context: Any, values: dict[str, Any]) -> None:
         """Explicit XComs follow ``do_xcom_push`` like the return value does."""
-        from airflow_provider_skyvern.results import pushable
+        from airflow_provider_skyvern.runs.results import pushable
 
         if self.do_xcom_push:
             for key, value in pushable(values).items():
                 context["ti"].xcom_push(key=key, value=value)
 
     def _finish(self, context: Any, run: RunResponse) -> Any:
-        from airflow_provider_skyvern.operators import story
-        from airflow_provider_skyvern.operators.reattach import BAD_OUTPUT, SubmissionLedger
-        from airflow_provider_skyvern.results import failure_message, log_full_reason, result_xcoms
+        from airflow_provider_skyvern.runs import story
+        from airflow_provider_skyvern.runs.ledger import BAD_OUTPUT, SubmissionLedger
+        from airflow_provider_skyvern.runs.results import failure_message, log_full_reason, result_xcoms
 
         ledger = SubmissionLedger(context)
         self.skyvern_app_url = run.app_url or self.skyvern_app_url
@@ -445,7 +446,7 @@ class SkyvernRunOperatorBase(BaseOperator):
             return None
 
     def _cancel(self, run_id: str, seen: RunResponse | None = None, *, read: bool = True) -> str:
-        from airflow_provider_skyvern.operators.claim import cancel_run
+        from airflow_provider_skyvern.runs.claim import cancel_run
 
         return cancel_run(self.hook, run_id, self.log, seen, read=read)
 

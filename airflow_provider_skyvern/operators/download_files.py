@@ -18,10 +18,10 @@ from airflow_provider_skyvern.operators.run_block import (
     SkyvernRunBlockOperatorBase,
     common_fields,
 )
-from airflow_provider_skyvern.run_block_requests import DownloadFilesRequest
+from airflow_provider_skyvern.requests.run_block import DownloadFilesRequest
 
 if TYPE_CHECKING:
-    from airflow_provider_skyvern.operators.kinds import RunKind
+    from airflow_provider_skyvern.runs.kinds import RunKind
 
 PLACEHOLDER_GOAL = "-"
 """Stands in for a templated goal at DAG parse time, so the other fields can still be checked."""
@@ -102,7 +102,7 @@ class SkyvernDownloadFilesOperator(SkyvernRunBlockOperatorBase):
         _download_request(values)
 
     def _run_kind(self) -> RunKind:
-        from airflow_provider_skyvern.operators.kinds import DownloadFilesRun
+        from airflow_provider_skyvern.runs.kinds import DownloadFilesRun
 
         return DownloadFilesRun(_download_request(self._values()), user_agent=self.user_agent)
 

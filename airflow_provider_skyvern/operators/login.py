@@ -18,10 +18,10 @@ from airflow_provider_skyvern.operators.run_block import (
     SkyvernRunBlockOperatorBase,
     common_fields,
 )
-from airflow_provider_skyvern.run_block_requests import CREDENTIAL_TYPES, LoginRequest
+from airflow_provider_skyvern.requests.run_block import CREDENTIAL_TYPES, LoginRequest
 
 if TYPE_CHECKING:
-    from airflow_provider_skyvern.operators.kinds import RunKind
+    from airflow_provider_skyvern.runs.kinds import RunKind
 
 CREDENTIAL_TYPE_NAMES = {
     "skyvern": "skyvern",
@@ -159,7 +159,7 @@ class SkyvernLoginOperator(SkyvernRunBlockOperatorBase):
         _login_request(values)
 
     def _run_kind(self) -> RunKind:
-        from airflow_provider_skyvern.operators.kinds import LoginRun
+        from airflow_provider_skyvern.runs.kinds import LoginRun
 
         return LoginRun(_login_request(self._values()), user_agent=self.user_agent)
 

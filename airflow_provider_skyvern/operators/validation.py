@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ValidationError
 
 from airflow_provider_skyvern.enums import ProxyLocation, RunEngine
-from airflow_provider_skyvern.requests import GeoTarget
+from airflow_provider_skyvern.requests.base import GeoTarget
 
 RUN_WITH_VALUES = ("agent", "code")
 FORBIDDEN_USER_AGENTS = ("skyvern-ui",)  # makes Skyvern truncate output values (API.md §1)

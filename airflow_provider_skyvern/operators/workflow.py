@@ -16,10 +16,10 @@ from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.compat import conf
 from airflow_provider_skyvern.operators import validation as check
 from airflow_provider_skyvern.operators.base import RUN_TEMPLATE_FIELDS, SkyvernRunOperatorBase
-from airflow_provider_skyvern.workflow_requests import WorkflowRunRequest
+from airflow_provider_skyvern.requests.workflow import WorkflowRunRequest
 
 if TYPE_CHECKING:
-    from airflow_provider_skyvern.operators.kinds import RunKind
+    from airflow_provider_skyvern.runs.kinds import RunKind
 
 
 class SkyvernRunWorkflowOperator(SkyvernRunOperatorBase):
@@ -182,7 +182,7 @@ class SkyvernRunWorkflowOperator(SkyvernRunOperatorBase):
             _check_flag(name, values.get(name))
 
     def _run_kind(self) -> RunKind:
-        from airflow_provider_skyvern.operators.kinds import WorkflowRun
+        from airflow_provider_skyvern.runs.kinds import WorkflowRun
 
         values = {name: getattr(self, name) for name in self.checked_arguments}
         self._check_given(values)

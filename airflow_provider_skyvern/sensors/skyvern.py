@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
     from airflow_provider_skyvern.models import RunResponse
-    from airflow_provider_skyvern.triggers.events import RunEvent
-    from airflow_provider_skyvern.triggers.waiting import RunWatch
+    from airflow_provider_skyvern.runs.events import RunEvent
+    from airflow_provider_skyvern.runs.waiting import RunWatch
 
 FINAL_STATUSES = tuple(status.value for status in RunStatus if status.is_terminal)
 TRIGGER = "airflow_provider_skyvern.triggers.skyvern.SkyvernRunTrigger"
@@ -211,7 +211,7 @@ class SkyvernRunSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Any, event: Any = None) -> Any:
         """The trigger's event: a final status the trigger did not end the task for, a timeout, an error."""
-        from airflow_provider_skyvern.triggers.events import RunEvent
+        from airflow_provider_skyvern.runs.events import RunEvent
 
         parsed = RunEvent.from_payload(event, expected_run_id=self.run_id)
         if parsed.kind == "terminal":
@@ -249,7 +249,7 @@ class SkyvernRunSensor(BaseSensorOperator):
 
     def _watch(self, limit: str | None) -> RunWatch:
         """One watch per process: it logs a line when the status changes, and classifies errors."""
-        from airflow_provider_skyvern.triggers.waiting import RunWatch
+        from airflow_provider_skyvern.runs.waiting import RunWatch
 
         if self._run_watch is None:
             self._run_watch = RunWatch(self.log, self.run_id, None, limit=limit, clock=self.hook.clock)
@@ -266,14 +266,14 @@ class SkyvernRunSensor(BaseSensorOperator):
 
     def _ended(self, context: Any, run: RunResponse) -> Any:
         """Push the run's XComs, tell its story, then succeed (return its output), skip or fail."""
-        from airflow_provider_skyvern.operators.story import log_story
-        from airflow_provider_skyvern.results import (
+        from airflow_provider_skyvern.runs.results import (
             failure_message,
             identity_xcoms,
             log_full_reason,
             pushable,
             result_xcoms,
         )
+        from airflow_provider_skyvern.runs.story import log_story
 
         self.skyvern_app_url = run.app_url or self.skyvern_app_url
         if self.do_xcom_push:
@@ -308,7 +308,7 @@ class SkyvernRunSensor(BaseSensorOperator):
         )
 
     def _cancel_after_timeout(self) -> str:
-        from airflow_provider_skyvern.operators.claim import cancel_run
+        from airflow_provider_skyvern.runs.claim import cancel_run
 
         if not self.cancel_on_timeout:
             return "it is left going"
@@ -334,7 +334,7 @@ class SkyvernRunSensor(BaseSensorOperator):
 
     def on_kill(self) -> None:
         """Poke mode, killed: cancel only when asked (someone else started the run)."""
-        from airflow_provider_skyvern.operators.claim import cancel_at_once
+        from airflow_provider_skyvern.runs.claim import cancel_at_once
 
         if self.cancel_on_kill and isinstance(self.run_id, str):
             cancel_at_once(self.hook, self.run_id, self.log)

@@ -14,8 +14,8 @@ from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.links.skyvern import SkyvernRunLink
 from airflow_provider_skyvern.models import RunResponse
-from airflow_provider_skyvern.operators.story import alog_story
-from airflow_provider_skyvern.triggers.waiting import RunWatch
+from airflow_provider_skyvern.runs.story import alog_story
+from airflow_provider_skyvern.runs.waiting import RunWatch
 from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_3_PLUS
 
 ON_KILL_CANCEL_TIMEOUT = 20.0

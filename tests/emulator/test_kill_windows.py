@@ -18,9 +18,9 @@ import pytest
 from airflow_provider_skyvern.compat import TaskDeferred
 from airflow_provider_skyvern.emulator.server import EmulatorServer
 from airflow_provider_skyvern.exceptions import SkyvernError
-from airflow_provider_skyvern.operators.claim import KilledWhileStarting
-from airflow_provider_skyvern.operators.reattach import STATE_KEY
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
+from airflow_provider_skyvern.runs.claim import KilledWhileStarting
+from airflow_provider_skyvern.runs.ledger import STATE_KEY
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 
 pytestmark = pytest.mark.usefixtures("hook")

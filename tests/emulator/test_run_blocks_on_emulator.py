@@ -11,7 +11,7 @@ from airflow_provider_skyvern.emulator.server import EmulatorServer
 from airflow_provider_skyvern.exceptions import SkyvernBadRequestError, SkyvernNotFoundError
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import CreateBrowserSessionRequest, RunStatus
-from airflow_provider_skyvern.run_block_requests import DownloadFilesRequest, LoginRequest
+from airflow_provider_skyvern.requests.run_block import DownloadFilesRequest, LoginRequest
 from tests.emulator.conftest import RUN_SECONDS, FakeClock
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from airflow_provider_skyvern.compat import AirflowFailException
 from airflow_provider_skyvern.emulator.server import EmulatorServer
-from airflow_provider_skyvern.operators.reattach import STATE_KEY
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunFailedError, SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunFailedError, SkyvernRunTaskOperator
+from airflow_provider_skyvern.runs.ledger import STATE_KEY
 from tests.emulator.conftest import RUN_SECONDS, FakeClock
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 

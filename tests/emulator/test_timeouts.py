@@ -16,7 +16,7 @@ from airflow_provider_skyvern.emulator.server import EmulatorServer
 from airflow_provider_skyvern.exceptions import SkyvernTransportError
 from airflow_provider_skyvern.hooks.skyvern import KILL_CANCEL_TIMEOUT, SkyvernHook
 from airflow_provider_skyvern.models import TaskRunRequest
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunFailedError, SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunFailedError, SkyvernRunTaskOperator
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 from tests.conftest import set_connection
 from tests.operator_support import FakeStateStore, make_context

@@ -15,7 +15,7 @@ import pytest
 
 from airflow_provider_skyvern.compat import TaskDeferred
 from airflow_provider_skyvern.emulator.server import EmulatorServer
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_3_PLUS
 from tests.operator_support import make_context

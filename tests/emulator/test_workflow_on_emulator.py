@@ -9,8 +9,8 @@ import pytest
 
 from airflow_provider_skyvern.compat import TaskDeferred
 from airflow_provider_skyvern.emulator.server import EmulatorServer
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunWorkflowOperator
-from airflow_provider_skyvern.triggers.events import RunEvent
+from airflow_provider_skyvern.operators.task import SkyvernRunWorkflowOperator
+from airflow_provider_skyvern.runs.events import RunEvent
 from tests.emulator.conftest import RUN_SECONDS, FakeClock
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 

@@ -25,7 +25,7 @@ pytestmark = [
 SKYVERN_TASKS = ("extract_deferred", "extract_blocking", "extract_failing", "extract_too_slow")
 COMPLETED_TASKS = ("extract_deferred", "extract_blocking")
 TRIGGER_LOGGER = "airflow_provider_skyvern.triggers.skyvern.SkyvernRunTrigger"
-OPERATOR_LOGGER = "airflow.task.operators.airflow_provider_skyvern.operators.skyvern.SkyvernRunTaskOperator"
+OPERATOR_LOGGER = "airflow.task.operators.airflow_provider_skyvern.operators.task.SkyvernRunTaskOperator"
 LINK_KEY = "_link_SkyvernRunLink"  # pushed by Airflow when the task ends: the "Skyvern run" button's URL
 RESULT_KEYS = {
     "status",

@@ -16,8 +16,8 @@ import pytest
 from airflow_provider_skyvern.compat import TaskDeferred
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import TaskRunRequest
-from airflow_provider_skyvern.operators.reattach import Submission, run_tag
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
+from airflow_provider_skyvern.runs.ledger import Submission, run_tag
 from tests.conftest import FastClock, set_connection
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 from tests.real_skyvern.conftest import Peer

@@ -16,8 +16,8 @@ import pytest
 from airflow_provider_skyvern.compat import TaskDeferred
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import WorkflowRunRequest
-from airflow_provider_skyvern.operators.reattach import Submission
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunWorkflowOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunWorkflowOperator
+from airflow_provider_skyvern.runs.ledger import Submission
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 from tests.conftest import FastClock, set_connection
 from tests.operator_support import FakeStateStore, make_context

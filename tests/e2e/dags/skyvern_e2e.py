@@ -12,7 +12,7 @@ from datetime import datetime
 from airflow.sdk import DAG
 
 from airflow_provider_skyvern.operators.browser_session import skyvern_browser_session
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 from airflow_provider_skyvern.sensors.skyvern import SkyvernRunSensor
 
 COMMON = {"schedule": None, "start_date": datetime(2026, 1, 1), "catchup": False, "tags": ["skyvern", "e2e"]}

@@ -11,7 +11,7 @@ from datetime import datetime
 from airflow.sdk import DAG
 
 from airflow_provider_skyvern.operators.artifacts import SkyvernCopyArtifactsOperator
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 
 DESTINATION = os.environ.get("SKYVERN_TEST_ARTIFACTS_URI", "file:///tmp/skyvern-artifacts")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow.sdk import DAG, task
 
-from airflow_provider_skyvern.operators.skyvern import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 
 SCHEMA = {
     "type": "array",

@@ -10,7 +10,7 @@ from airflow_provider_skyvern.exceptions import SkyvernHTTPError, one_line
 from airflow_provider_skyvern.hooks.clock import SYSTEM_CLOCK, Clock
 from airflow_provider_skyvern.hooks.retry import is_retryable
 from airflow_provider_skyvern.models import RunResponse, RunStatus
-from airflow_provider_skyvern.triggers.events import RunEvent
+from airflow_provider_skyvern.runs.events import RunEvent
 
 AGE_FRACTION = 0.1
 """A finished run is noticed within about a tenth of its age: soon for short runs, few polls for long ones."""

@@ -20,8 +20,8 @@ from airflow_provider_skyvern.exceptions import SkyvernError, SkyvernNotFoundErr
 from airflow_provider_skyvern.hooks.retry import may_have_created
 from airflow_provider_skyvern.hooks.skyvern import KILL_CANCEL_TIMEOUT, SkyvernHook
 from airflow_provider_skyvern.models import RunResponse, RunStatus
-from airflow_provider_skyvern.operators.kinds import RunKind
-from airflow_provider_skyvern.operators.reattach import (
+from airflow_provider_skyvern.runs.kinds import RunKind
+from airflow_provider_skyvern.runs.ledger import (
     UNRECOGNISABLE,
     RunFinder,
     RunStateUnknown,

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from airflow_provider_skyvern.enums import ProxyLocation
-from airflow_provider_skyvern.requests import RequestBody
+from airflow_provider_skyvern.requests.base import RequestBody
 
 CREDENTIAL_TYPES = ("skyvern", "bitwarden", "1password", "azure_vault")
 """``credential_type`` as the server spells it (``CredentialType`` values)."""

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import AliasChoices, Field
 
-from airflow_provider_skyvern.requests import PROXY_NULL_IS_MEANINGFUL, ProxySetting, RequestBody
+from airflow_provider_skyvern.requests.base import PROXY_NULL_IS_MEANINGFUL, ProxySetting, RequestBody
 
 
 class WorkflowRunRequest(RequestBody):

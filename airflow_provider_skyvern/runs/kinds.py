@@ -18,7 +18,7 @@ from airflow_provider_skyvern.models import (
     TaskRunRequest,
     WorkflowRunRequest,
 )
-from airflow_provider_skyvern.operators.reattach import Submission, keeps_title, tagged_title
+from airflow_provider_skyvern.runs.ledger import Submission, keeps_title, tagged_title
 
 if TYPE_CHECKING:
     from airflow_provider_skyvern.hooks.skyvern import SkyvernHook

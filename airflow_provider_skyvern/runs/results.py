@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_skyvern.exceptions import one_line
-from airflow_provider_skyvern.links.skyvern import APP_URL_XCOM_KEY
 from airflow_provider_skyvern.models import RunResponse, WorkflowRunResponse
 from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_1_PLUS
 
+APP_URL_XCOM_KEY = "app_url"
+"""The run's page in Skyvern's UI, pushed as soon as the run exists."""
 OUTPUT_SUFFIX = "_output"
 """Skyvern keys each workflow block's output ``<label>_output``."""
 

@@ -46,7 +46,7 @@ from airflow_provider_skyvern.models import (
     TaskRunRequest,
     WorkflowRunRequest,
 )
-from airflow_provider_skyvern.requests import RequestBody
+from airflow_provider_skyvern.requests.base import RequestBody
 
 STATE_KEY = "skyvern_submission"
 TITLE_DROPPING_ENGINES = frozenset({RunEngine.skyvern_v2})

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_skyvern.enums import RunType
 from airflow_provider_skyvern.exceptions import SkyvernError, one_line
 from airflow_provider_skyvern.models import RunResponse, TimelineEntry
-from airflow_provider_skyvern.triggers.waiting import format_duration
+from airflow_provider_skyvern.runs.waiting import format_duration
 
 if TYPE_CHECKING:
     from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
