@@ -107,6 +107,8 @@ class SkyvernRunOperatorBase(BaseOperator):
         """The run's page in Skyvern's UI once a run exists: what :class:`SkyvernRunLink` shows."""
         self._active_run_id: str | None = None
         self._claim: RunClaim | None = None
+        self._ended = False
+        """The run was seen final: nothing is left to cancel (and a finished run is never canceled)."""
 
     # ---- what a subclass says -------------------------------------------------------------------------
 
@@ -262,9 +264,9 @@ class SkyvernRunOperatorBase(BaseOperator):
         """Blocking mode: the worker is being killed, so the remote run must not keep going (and billing)."""
         from airflow_provider_skyvern.runs.claim import cancel_at_once
 
-        if not self.cancel_on_kill:
+        if not self.cancel_on_kill or self._ended:
             return
-        if self._claim is not None and self._claim.abandon():  # the POST was in flight: its run is handled
+        if self._claim is not None and self._claim.abandon():  # this try's POST: its run is handled there
             return
         if self._active_run_id:
             cancel_at_once(self.hook, self._active_run_id, self.log)
@@ -382,8 +384,8 @@ class SkyvernRunOperatorBase(BaseOperator):
 
         ledger = SubmissionLedger(context)
         self.skyvern_app_url = run.app_url or self.skyvern_app_url
+        self._ended, self._active_run_id = True, None
         self._push(context, {**result_xcoms(run), **self._extra_xcoms(run)})
-        self._active_run_id = None
         story.log_story(self.hook, run, self.log)
         copy_failed = self._copy_artifacts(context, run, ledger)
         if run.status is not RunStatus.completed:

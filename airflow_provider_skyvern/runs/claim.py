@@ -353,12 +353,12 @@ class RunClaim:
 
     def abandon(self, grace: float = KILL_WAIT_SECONDS) -> bool:
         """
-        ``on_kill`` while this try's POST may be in flight: waits up to ``grace`` seconds for its answer and
-        cancels the run it created. True when a POST was (or had just been) in flight, so the caller has
-        nothing else to cancel. Never raises: the kill goes on whatever happens.
+        ``on_kill`` once this try has POSTed: waits up to ``grace`` seconds for an answer still in flight and
+        cancels the run the POST created, also when the answer came but the operator has not taken the run
+        over yet. True when this try POSTed (its run is handled here); never raises: the kill goes on.
         """
         posting = self._posting
-        if posting is None or (posting.done() and self.run_id is not None):
+        if posting is None:
             return False
         self._killed = True
         try:
