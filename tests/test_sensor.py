@@ -226,11 +226,34 @@ def test_reschedule_mode_frees_the_slot_between_pokes(skyvern: respx.MockRouter)
 
 
 def test_on_kill_cancels_only_when_asked(skyvern: respx.MockRouter) -> None:
+    skyvern.get(RUN).respond(200, json=workflow_run("wr_1", "running"))
     cancel = skyvern.post(f"{RUN}/cancel").respond(200, json=None)
-    sensor().on_kill()
-    assert not cancel.called
-    sensor(cancel_on_kill=True).on_kill()
+    for asked in (False, True):
+        poking = sensor(cancel_on_kill=asked, deferrable=False)
+        assert poking.poke({}) is False
+        poking.on_kill()
     assert cancel.call_count == 1
+
+
+def test_on_kill_before_any_look_or_after_the_run_ended_cancels_nothing(skyvern: respx.MockRouter) -> None:
+    """Issue 18 row 10: before the first look nothing is known (and resolving the connection inside the
+    SIGTERM handler can block until SIGKILL); a run seen final is never canceled."""
+    lookup = skyvern.get(RUN).respond(200, json=workflow_run("wr_1", "completed", output={"x": 1}))
+    cancel = skyvern.post(f"{RUN}/cancel").respond(200, json=None)
+    sensor(cancel_on_kill=True).on_kill()
+    assert lookup.call_count == 0
+    ended = sensor(cancel_on_kill=True, deferrable=False)
+    ended.poke(make_context())
+    ended.on_kill()
+    assert cancel.call_count == 0
+
+
+def test_reschedule_mode_refuses_cancel_on_kill_it_could_not_honour() -> None:
+    """Issue 18 row 10: between two looks no process exists, so nothing could cancel the run."""
+    with pytest.raises(
+        ValueError, match=r"^SkyvernRunSensor\(task_id='wait'\) cancel_on_kill: needs a process"
+    ):
+        sensor(cancel_on_kill=True, deferrable=False, mode="reschedule")
 
 
 # ---- deferrable ---------------------------------------------------------------------------------------

@@ -365,3 +365,42 @@ async def test_an_invalid_base_url_becomes_an_error_event(monkeypatch: pytest.Mo
     (event,) = await events_of(make_trigger())
     assert event["kind"] == "error"
     assert event["message"].startswith("InvalidURL: ")
+
+
+@respx.mock(base_url=BASE_URL, assert_all_called=False)
+async def test_on_kill_never_cancels_a_run_that_already_ended(
+    respx_mock: respx.MockRouter, ti_state: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17 row 8 in the trigger: a cancel of a finished workflow run revokes its last attempt and sends its
+    webhook again on Skyvern 1.0.56."""
+    respx_mock.get(RUN).respond(200, json=task_run("tsk_v2_1", "completed"))
+    cancel = respx_mock.post(f"{RUN}/cancel").respond(200, json=None)
+    await watched_trigger().on_kill()
+    assert cancel.call_count == 0
+    assert "Skyvern run tsk_v2_1 had already ended completed: not canceling it" in capsys.readouterr().out
+
+
+def test_on_kill_fits_inside_the_triggerers_on_kill_timeout() -> None:
+    """Issue 18 row 11: a state read plus a cancel of 20 s each overran Airflow's 30 s default."""
+    from airflow_provider_skyvern.compat import conf
+    from airflow_provider_skyvern.triggers.skyvern import ON_KILL_BUDGET, TI_STATE_TIMEOUT
+
+    assert TI_STATE_TIMEOUT < ON_KILL_BUDGET < conf.getint("triggerer", "on_kill_timeout", fallback=30)
+
+
+@respx.mock(base_url=BASE_URL, assert_all_called=False)
+async def test_on_kill_gives_up_at_its_budget_when_skyvern_hangs(
+    respx_mock: respx.MockRouter, ti_state: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_skyvern.triggers import skyvern as trigger_module
+
+    async def hang(_: Any) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(200)
+
+    respx_mock.get(RUN).mock(side_effect=hang)
+    respx_mock.post(f"{RUN}/cancel").mock(side_effect=hang)
+    monkeypatch.setattr(trigger_module, "ON_KILL_BUDGET", 1.0)
+    started = time.monotonic()
+    await watched_trigger().on_kill()
+    assert time.monotonic() - started < 1.5

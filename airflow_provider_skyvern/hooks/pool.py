@@ -141,12 +141,6 @@ class SharedClients:
             with contextlib.suppress(RuntimeError):  # closed meanwhile: its watcher closed them
                 owner.call_soon_threadsafe(owner.create_task, _close(entry))
 
-    def users(self, endpoint: Endpoint) -> int:
-        """Hooks holding the running loop's clients for ``endpoint`` (0 when none is open)."""
-        clients = self._by_loop.get(asyncio.get_running_loop())
-        entry = clients.by_endpoint.get(endpoint) if clients is not None else None
-        return entry.users if entry is not None else 0
-
     def loops(self) -> int:
         """Loops whose clients are kept (for tests and diagnostics)."""
         return len(self._by_loop)

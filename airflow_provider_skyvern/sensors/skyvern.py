@@ -115,12 +115,21 @@ class SkyvernRunSensor(BaseSensorOperator):
         """The run's page in Skyvern's UI once seen: what :class:`SkyvernRunLink` shows."""
         self._run_watch: RunWatch | None = None
         self._last_status: str | None = None
+        self._seen_going = False
+        """The last look saw the run going: only then has ``on_kill`` something to cancel."""
         self._started: float | None = None
         try:
             self.success_statuses, self.skip_statuses = _check_statuses(success_statuses, skip_statuses)
             _check_run_id(run_id)
             if start_from_trigger and not deferrable:
                 raise check.InvalidParameter("start_from_trigger", "needs deferrable=True")
+            if cancel_on_kill and not deferrable and self.mode == "reschedule":
+                raise check.InvalidParameter(
+                    "cancel_on_kill",
+                    "needs a process that waits for the run: with mode='reschedule' none exists between two "
+                    "looks, so a kill, mark-failed or clear would cancel nothing; use deferrable=True or "
+                    "mode='poke'",
+                )
         except check.InvalidParameter as exc:
             raise ValueError(f"{type(self).__name__}(task_id={self.task_id!r}) {exc}") from None
         if start_from_trigger:
@@ -262,6 +271,7 @@ class SkyvernRunSensor(BaseSensorOperator):
         except Exception as exc:  # a transient one is waited out; the watch says which
             return watch.observe(error=exc), None
         self._last_status, self.skyvern_app_url = run.status.value, run.app_url or self.skyvern_app_url
+        self._seen_going = not run.is_terminal
         return watch.observe(run=run), run
 
     def _ended(self, context: Any, run: RunResponse) -> Any:
@@ -336,8 +346,10 @@ class SkyvernRunSensor(BaseSensorOperator):
         """Poke mode, killed: cancel only when asked (someone else started the run)."""
         from airflow_provider_skyvern.runs.claim import cancel_at_once
 
-        if self.cancel_on_kill and isinstance(self.run_id, str):
-            cancel_at_once(self.hook, self.run_id, self.log)
+        # Before the first look nothing is known of the run (and resolving the connection here, in the SIGTERM
+        # handler, could wait on the supervisor until SIGKILL); a run seen final is never canceled.
+        if self.cancel_on_kill and self._seen_going:
+            cancel_at_once(self.hook, str(self.run_id), self.log)
 
 
 def _check_statuses(success: Collection[str], skip: Collection[str]) -> tuple[frozenset[str], frozenset[str]]:

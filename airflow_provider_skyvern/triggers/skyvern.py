@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Collection, Coroutine
 from datetime import datetime
 from typing import Any
@@ -18,8 +19,10 @@ from airflow_provider_skyvern.runs.story import alog_story
 from airflow_provider_skyvern.runs.waiting import RunWatch
 from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_3_PLUS
 
-ON_KILL_CANCEL_TIMEOUT = 20.0
-TI_STATE_TIMEOUT = 20.0
+ON_KILL_BUDGET = 25.0
+"""All of ``on_kill`` (the task's state, the run's, the cancel): inside the triggerer's own limit, 30 s by
+default (``[triggerer] on_kill_timeout``), after which it logs "on_kill() timed out" and moves on."""
+TI_STATE_TIMEOUT = 10.0
 _FINISHING: set[asyncio.Future[None]] = set()  # strong references to shielded cancels in flight
 
 
@@ -128,6 +131,7 @@ class SkyvernRunTrigger(BaseTrigger):
         """Cancel the run only when its task instance no longer waits for it (not merely reassigned)."""
         if not self.cancel_on_kill:
             return
+        ends = time.monotonic() + ON_KILL_BUDGET
         state = await self._task_instance_state()
         if state == "deferred":
             self.log.info(
@@ -146,12 +150,30 @@ class SkyvernRunTrigger(BaseTrigger):
         self.log.info("Task is %s, no longer waiting: canceling Skyvern run %s", state, self.run_id)
         try:
             async with SkyvernHook(self.skyvern_conn_id) as hook:
-                with anyio.fail_after(ON_KILL_CANCEL_TIMEOUT):  # anyio: 3.11's wait_for can eat a cancel
+                with anyio.fail_after(
+                    max(ends - time.monotonic(), 0.0)
+                ):  # anyio: 3.11's wait_for eats cancels
+                    if await self._already_ended(hook, time.time() + (ends - time.monotonic()) / 2):
+                        return
                     await hook.acancel_run(self.run_id)
         except Exception as exc:  # a cancel that cannot be sent is reported, never raised here
             self.log.warning("Could not cancel Skyvern run %s: %s", self.run_id, exc)
         else:
             self.log.info("Canceled Skyvern run %s", self.run_id)
+
+    async def _already_ended(self, hook: SkyvernHook, deadline: float) -> bool:
+        """A run seen final is never canceled (Skyvern 1.0.56 revokes a finished workflow run's last attempt
+        and resends its webhook); a run that cannot be read is canceled all the same."""
+        try:
+            run = await hook.aget_run(self.run_id, deadline=deadline)
+        except Exception as exc:
+            self.log.warning("Could not read Skyvern run %s before canceling it: %s", self.run_id, exc)
+            return False
+        if run.is_terminal:
+            self.log.info(
+                "Skyvern run %s had already ended %s: not canceling it", self.run_id, run.status.value
+            )
+        return run.is_terminal
 
     async def _task_instance_state(self) -> str | None:
         """The task instance's state now, from the API server ("removed" when it is gone); None if unknown."""
