@@ -185,7 +185,7 @@ def test_a_lost_create_answer_never_claims_no_session_and_lists_the_candidates(
         SkyvernCreateBrowserSessionOperator(task_id="open", session_timeout=30).execute(context)
 
     assert "could not tell whether a Skyvern browser session was created" in str(caught.value)
-    assert "ends by itself after its timeout (30 minutes)" in str(caught.value)
+    assert "it ends by itself after its timeout (30 minutes)" in str(caught.value)
     assert post.call_count == 1  # never sent again: it may have opened one
     out = capsys.readouterr().out
     assert "opened since the lost request (one may be this task's): pbs_new (running)" in out

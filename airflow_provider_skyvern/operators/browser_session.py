@@ -155,22 +155,16 @@ class SkyvernCreateBrowserSessionOperator(BaseOperator):
         from airflow_provider_skyvern.compat import AirflowFailException
         from airflow_provider_skyvern.hooks.retry import may_have_created
         from airflow_provider_skyvern.models import CreateBrowserSessionRequest
+        from airflow_provider_skyvern.runs.sessions import SessionLedger
 
         try:
             request = CreateBrowserSessionRequest(**self._fields(parse_time=False))
         except check.InvalidParameter as exc:
             raise AirflowFailException(f"{type(self).__name__}: {exc} (after rendering templates)") from None
-        since = datetime.now(timezone.utc)
-        try:
-            session = self.hook.create_browser_session(request)
-        except SkyvernError as exc:
-            if not may_have_created(exc):
-                raise exc.reworded(f"Opening a Skyvern browser session failed: {exc}") from None
-            self._log_candidates(since)
-            raise exc.reworded(
-                f"{exc}; could not tell whether a Skyvern browser session was created. If one was, it ends "
-                f"by itself after its timeout ({request.timeout or DEFAULT_TIMEOUT_MINUTES} minutes)"
-            ) from None
+        ledger = SessionLedger(context, self.hook, self.log)
+        session = ledger.earlier_session()  # a retry reuses the session its earlier try opened
+        if session is None:
+            session = self._create(request, ledger, may_have_created)
         if session.warning:
             self.log.warning("Skyvern: %s (browser session %s)", session.warning, session.browser_session_id)
         self.log.info(
@@ -187,6 +181,27 @@ class SkyvernCreateBrowserSessionOperator(BaseOperator):
             if value is not None:
                 ti.xcom_push(key=key, value=value)
         return session.browser_session_id
+
+    def _create(self, request: Any, ledger: Any, may_have_created: Any) -> BrowserSession:
+        """One create, recorded (Airflow 3.3+) before it is sent and completed with the session's id after."""
+        timeout = request.timeout or DEFAULT_TIMEOUT_MINUTES
+        ledger.creating(min(timeout, MAX_TIMEOUT_MINUTES))
+        since = datetime.now(timezone.utc)
+        try:
+            session: BrowserSession = self.hook.create_browser_session(request)
+        except SkyvernError as exc:
+            if not may_have_created(exc):
+                ledger.forget()
+                raise exc.reworded(f"Opening a Skyvern browser session failed: {exc}") from None
+            self._log_candidates(since)
+            raise exc.reworded(
+                f"{exc}; could not tell whether a Skyvern browser session was created. The next try reuses it "
+                "when it is the only session opened meanwhile (Airflow 3.3+), and opens no second one while "
+                f"that is unknown; if one was opened and nothing takes it, it ends by itself after its timeout "
+                f"({timeout} minutes)"
+            ) from None
+        ledger.created(session)
+        return session
 
     def _log_candidates(self, since: datetime) -> None:
         """Best effort: the sessions opened since the lost request, for a person to check."""
