@@ -145,6 +145,8 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
     """Each failed try's error, in order (``died at ...`` for a process that died)."""
     tries: int = 0
+    run_id: str | None = None
+    """The Skyvern run the task handed on (its ``run_id`` XCom), when it succeeded."""
 
 
 @dataclass
@@ -155,6 +157,9 @@ class TaskInstanceModel:
     boundaries: Boundaries
     with_state_store: bool = True
     retries: int = 2
+    dag_id: str = "nightly"
+    on_retry: Callable[[], None] | None = None
+    """Called between a failed try and the next (a benchmark lets ``retry_delay`` pass there)."""
     try_number: int = 0
     max_tries: int = 0
     store: FakeStateStore | None = None
@@ -170,7 +175,9 @@ class TaskInstanceModel:
         self.store = CrashingStore(self.boundaries) if self.with_state_store else None
 
     def context(self) -> dict[str, Any]:
-        self.ti = CrashingTaskInstance(self.boundaries, try_number=self.try_number, max_tries=self.max_tries)
+        self.ti = CrashingTaskInstance(
+            self.boundaries, dag_id=self.dag_id, try_number=self.try_number, max_tries=self.max_tries
+        )
         return make_context(self.store, self.ti)
 
     def clear(self) -> None:
@@ -200,9 +207,12 @@ class TaskInstanceModel:
                 outcome.errors.append(f"{type(exc).__name__}: {exc}")
             else:
                 outcome.state = "success"
+                outcome.run_id = self.ti.xcoms.get("run_id") if self.ti is not None else None
                 return outcome
             if self.try_number > self.max_tries:
                 return outcome
+            if self.on_retry is not None:
+                self.on_retry()
 
     def _one_try(self) -> Any:
         context = self.context()
