@@ -717,11 +717,15 @@ def test_a_post_refused_before_any_work_forgets_the_submission(skyvern: respx.Mo
 
 
 def test_reattach_false_says_it_cannot_tell_after_an_ambiguous_failure(skyvern: respx.MockRouter) -> None:
+    """No retry follows (it would start a second run): the message is true about what happens next."""
     skyvern.post("/v1/run/tasks").respond(500, json={"error": "boom"})
-    with pytest.raises(
-        SkyvernError, match=r"could not tell whether a Skyvern run was created \(reattach=False"
-    ):
+    with pytest.raises(AirflowFailException) as raised:
         operator(reattach=False).execute(make_context(FakeStateStore()))
+    assert str(raised.value) == (
+        "Skyvern POST /v1/run/tasks -> HTTP 500: boom; could not tell whether a Skyvern run was created "
+        "(reattach=False: not looking for it); with reattach=False no retry looks for it, so the task fails "
+        "without retrying: look for it among Skyvern's runs, then clear the task to start a new one"
+    )
 
 
 def test_without_a_state_store_the_tag_finds_a_running_v1_run(skyvern: respx.MockRouter) -> None:

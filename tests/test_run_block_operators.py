@@ -291,6 +291,14 @@ def test_a_clear_after_a_lost_answer_starts_a_new_run(skyvern: respx.MockRouter)
 
 
 def test_without_a_state_store_a_lost_answer_still_says_it_could_not_tell(skyvern: respx.MockRouter) -> None:
+    """Airflow < 3.3: a retry would find nothing and start a second run, so none follows, and it says so."""
     skyvern.post("/v1/run/tasks/login").respond(503, json={"detail": "upstream gone"})
-    with pytest.raises(SkyvernError, match="could not tell whether a Skyvern run was created"):
+    with pytest.raises(AirflowFailException) as raised:
         login().execute(make_context())
+    message = str(raised.value)
+    assert "could not tell whether a Skyvern run was created" in message
+    assert "the next try" not in message
+    assert message.endswith(
+        "without Airflow 3.3's task state store no retry could find that run, so the task fails without "
+        "retrying: look for it among Skyvern's runs, then clear the task to start a new one"
+    )

@@ -274,6 +274,7 @@ class SkyvernRunOperatorBase(BaseOperator):
     # ---- steps ----------------------------------------------------------------------------------------
 
     def _submit(self, claim: RunClaim) -> RunResponse:
+        from airflow_provider_skyvern.runs.claim import forgotten_by_retries
         from airflow_provider_skyvern.runs.ledger import RunStateUnknown
 
         try:
@@ -285,8 +286,11 @@ class SkyvernRunOperatorBase(BaseOperator):
                 raise exc.reworded(f"Starting the Skyvern run failed: {exc}") from None
             # a workflow, credential, session or profile the request names does not exist: no retry helps
             raise AirflowFailException(f"Skyvern refused to start the run: {exc}") from None
-        except RunStateUnknown:
-            raise
+        except RunStateUnknown as exc:
+            why = claim.why_retries_cannot_find
+            if why is None:
+                raise
+            raise AirflowFailException(forgotten_by_retries(exc, why)) from None
         except SkyvernError as exc:
             raise exc.reworded(f"Starting the Skyvern run failed: {exc}") from None
 

@@ -82,6 +82,18 @@ def cancel_at_once(hook: SkyvernHook, run_id: str, log: Any) -> None:
         log.info("Canceled Skyvern run %s", run_id)
 
 
+def forgotten_by_retries(exc: RunStateUnknown, why: str) -> str:
+    """``exc``'s message for a try no retry could follow up (``why``): it says to look and clear, not that the
+    next try looks again (it would find nothing, and start a second run)."""
+    message = str(exc)
+    for tail in (f"; {NOT_SUBMITTING}", f"; {NOT_SUBMITTING_BLIND}"):
+        message = message.removesuffix(tail)
+    return (
+        f"{message}; {why}, so the task fails without retrying: look for it among Skyvern's runs, then clear "
+        "the task to start a new one"
+    )
+
+
 class KilledWhileStarting(AirflowException):
     """The kill came while the run-creating POST was in flight; the run it created was canceled."""
 
@@ -393,6 +405,15 @@ class RunClaim:
     @property
     def run_id(self) -> str | None:
         return self.submission.run_id
+
+    @property
+    def why_retries_cannot_find(self) -> str | None:
+        """Why no later try could find this try's run (None: by the state store's record, or the title's tag)."""
+        if not self.reattach:
+            return "with reattach=False no retry looks for it"
+        if self.ledger.available or self.kind.keeps_title:
+            return None
+        return "without Airflow 3.3's task state store no retry could find that run"
 
     def _after_ambiguous_failure(self, exc: SkyvernError) -> RunResponse:
         if not self.reattach:
