@@ -827,3 +827,19 @@ def test_the_last_line_counts_steps_in_words(
     skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=completed(step_count=steps))
     operator().execute_complete(deferred_context(), event("terminal", "completed"))
     assert f"Skyvern run tsk_v2_1 {said}\n" in capsys.readouterr().out.replace(" [airflow", "\n[airflow")
+
+
+def test_a_record_under_the_key_of_earlier_releases_is_still_reattached_to(skyvern: respx.MockRouter) -> None:
+    """Issue 18 row 22 renamed the key a person sees in the UI; a retry across the upgrade must not pay twice."""
+    from airflow_provider_skyvern.runs.ledger import LEGACY_STATE_KEY
+
+    record = recorded()
+    del record["version"], record["phase"], record["ended_status"]  # as 0.1.0's first records were written
+    store = FakeStateStore(**{LEGACY_STATE_KEY: record})
+    post = skyvern.post("/v1/run/tasks").respond(200, json=our_run("tsk_v2_2", "queued"))
+    skyvern.get("/v1/runs/tsk_v2_1").respond(200, json=our_run("tsk_v2_1", "running"))
+    with pytest.raises(TaskDeferred) as deferred:
+        operator().execute(make_context(store))
+    assert (deferred.value.trigger.run_id, post.call_count) == ("tsk_v2_1", 0)
+    assert set(store.values) == {STATE_KEY}
+    assert store.values[STATE_KEY]["phase"] == "submitted"

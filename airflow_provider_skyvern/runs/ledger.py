@@ -48,7 +48,11 @@ from airflow_provider_skyvern.models import (
 )
 from airflow_provider_skyvern.requests.base import RequestBody
 
-STATE_KEY = "skyvern_submission"
+STATE_KEY = "skyvern_run_kept_for_retries"
+"""What a person sees in the UI (Browse, Task State): the run a retry reattaches to. Deleting it while the task
+can still retry makes that retry start a second run; see docs/exactly-once.md."""
+LEGACY_STATE_KEY = "skyvern_submission"
+"""The key before 0.1.0's records had phases: still read, so a retry across the upgrade reattaches."""
 TITLE_DROPPING_ENGINES = frozenset({RunEngine.skyvern_v2})
 DEFAULT_SERVER_ENGINE = RunEngine.skyvern_v1  # what Skyvern 1.0.56 uses when no engine is sent
 CLOCK_SLACK_SECONDS = 300.0
@@ -308,6 +312,8 @@ class SubmissionLedger:
             return None
         value = self._store.get(STATE_KEY)
         if value is None:
+            value = self._store.get(LEGACY_STATE_KEY)
+        if value is None:
             return None
         try:
             return Submission.model_validate(value)
@@ -320,10 +326,13 @@ class SubmissionLedger:
     def write(self, submission: Submission) -> None:
         if self._store is not None:
             self._store.set(STATE_KEY, submission.model_dump(mode="json"))
+            if self._store.get(LEGACY_STATE_KEY) is not None:
+                self._store.delete(LEGACY_STATE_KEY)
 
     def clear(self) -> None:
         if self._store is not None:
             self._store.delete(STATE_KEY)
+            self._store.delete(LEGACY_STATE_KEY)
 
     def ended(self, run_id: str, status: str) -> None:
         """The run was seen final: the record stays (see :data:`Phase`), saying how it ended."""

@@ -18,7 +18,8 @@ from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import BrowserSession
 from airflow_provider_skyvern.runs.ledger import RunStateUnknown, run_tag
 
-SESSION_STATE_KEY = "skyvern_browser_session"
+SESSION_STATE_KEY = "skyvern_browser_session_kept_for_retries"
+"""The session a retry of the setup task reuses; deleting it while the task can retry opens a second one."""
 CLOSED_STATUSES = frozenset({"failed", "completed", "timeout"})
 """Skyvern 1.0.56's ``PersistentBrowserSessionStatus`` values of a session that can no longer be used."""
 SKEW_SECONDS = 5.0

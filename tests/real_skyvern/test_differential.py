@@ -17,7 +17,7 @@ from airflow_provider_skyvern.compat import TaskDeferred
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import TaskRunRequest
 from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
-from airflow_provider_skyvern.runs.ledger import Submission, run_tag
+from airflow_provider_skyvern.runs.ledger import STATE_KEY, Submission, run_tag
 from tests.conftest import FastClock, set_connection
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 from tests.real_skyvern.conftest import Peer
@@ -207,7 +207,5 @@ def test_a_clear_while_deferred_cancels_the_old_run_and_starts_one_new_run(
 
     assert first != second
     assert connect.wait_final(first, timeout=60)["status"] == "canceled"
-    assert store.values["skyvern_submission"]["run_id"] == second
-    assert store.values["skyvern_submission"]["tag"] == run_tag(
-        make_context(ti=FakeTaskInstance(max_tries=1))
-    )
+    assert store.values[STATE_KEY]["run_id"] == second
+    assert store.values[STATE_KEY]["tag"] == run_tag(make_context(ti=FakeTaskInstance(max_tries=1)))

@@ -1,0 +1,137 @@
+"""What every simulator test shares: the run kinds, one schedule of one task instance, the invariants."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_skyvern.emulator.server import EmulatorServer
+from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
+from airflow_provider_skyvern.operators.workflow import SkyvernRunWorkflowOperator
+from tests.simulator.airflow_model import Boundaries, Outcome, TaskInstanceModel, http_boundaries
+
+LONG = os.environ.get("SKYVERN_SIMULATOR") == "long"
+BAD_ENDS = {"failed", "terminated", "canceled", "timed_out"}
+TOLD = ("could not tell", "may have created")
+"""How the task's error says a run may exist that it could not find or read: the user is told."""
+
+
+class EmulatedTime:
+    """The emulator's clock; every wait of the provider advances it instead of sleeping."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+KINDS: dict[str, Callable[..., Any]] = {
+    "task skyvern-2.0": lambda **kw: SkyvernRunTaskOperator(
+        task_id="extract",
+        prompt="Extract the top 3 products",
+        url="https://shop.test/",
+        engine="skyvern_v2",
+        **kw,
+    ),
+    "task skyvern-1.0": lambda **kw: SkyvernRunTaskOperator(
+        task_id="extract",
+        prompt="Extract the top 3 products",
+        url="https://shop.test/",
+        engine="skyvern_v1",
+        **kw,
+    ),
+    "workflow": lambda **kw: SkyvernRunWorkflowOperator(
+        task_id="report", workflow_id="wpid_42", parameters={"report_date": "2026-12-06"}, **kw
+    ),
+    "login": lambda **kw: SkyvernLoginOperator(
+        task_id="log_in",
+        url="https://shop.test/login",
+        credential_type="skyvern",
+        credential_id="cred_123",
+        **kw,
+    ),
+}
+CONFIGS = [
+    (kind, deferrable, store)
+    for kind in KINDS
+    for deferrable in (True, False)
+    for store in (True, False)
+    if not (kind == "login" and not store)  # nothing can find a login run again without a store: see README
+]
+
+
+RUNNING: list[TaskInstanceModel] = []
+"""The schedule running now, whose task instance state a trigger's ``on_kill`` asks the API server for."""
+
+
+@dataclass
+class Schedule:
+    kind: str
+    deferrable: bool
+    store: bool
+    die_at: int | None = None
+    act: str | None = None
+
+    def run(self, emulator: EmulatorServer) -> tuple[Outcome, list[str], list[dict[str, Any]]]:
+        boundaries = Boundaries(die_at=self.die_at, act=self.act)
+
+        def make() -> Any:
+            return KINDS[self.kind](deferrable=self.deferrable, poll_interval=2)
+
+        model = TaskInstanceModel(make, boundaries, with_state_store=self.store)
+        RUNNING[:] = [model]
+        with http_boundaries(boundaries, emulator.base_url):
+            outcome = model.run()
+        emulator.control.delete("/_emulator/faults").raise_for_status()  # the reads below are the test's own
+        runs = list(emulator.control.get("/_emulator/runs").json()["runs"])
+        for run in runs:
+            run["output"] = (
+                emulator.control.get(f"/v1/runs/{run['run_id']}", headers={"x-api-key": emulator.api_key})
+                .json()
+                .get("output")
+            )
+        return outcome, boundaries.passed, runs
+
+
+def violations(
+    outcome: Outcome, runs: list[dict[str, Any]], *, killed: bool = False, generations: int = 1
+) -> list[str]:
+    """The invariants; ``killed``: the user marked the task failed, so no run may be left going;
+    ``generations``: how many clear generations the task instance went through (one run each at most, and
+    an earlier generation's run may have completed before the clear reached it)."""
+    if killed:
+        return [
+            f"run {run['run_id']} is left {run['status']} after the task was marked failed"
+            for run in runs
+            if run["status"] not in BAD_ENDS | {"completed"} and not run["cancel_requests"]
+        ]
+    found = []
+    settled = [r for r in runs if r["status"] not in BAD_ENDS and r["cancel_requests"] == 0]
+    if len(settled) > generations:
+        found.append(
+            f"invariant 1: {len(settled)} runs neither canceled nor ended badly: {[r['run_id'] for r in settled]}"
+        )
+    handed_on = [r for r in runs if outcome.state == "success" and r["output"] == outcome.return_value]
+    told = outcome.state == "failed" and any(
+        phrase in error.lower() for error in outcome.errors for phrase in TOLD
+    )
+    for run in runs:
+        if run in handed_on or run["cancel_requests"] or run["status"] in BAD_ENDS:
+            continue
+        if generations > 1 and run["status"] == "completed":
+            continue  # an earlier generation's run that ended before the clear reached it
+        if not told:
+            found.append(
+                f"invariant 2: run {run['run_id']} ({run['status']}) is left with nobody waiting for it"
+            )
+    if outcome.state == "success" and not any(r["status"] == "completed" for r in handed_on):
+        found.append(
+            f"invariant 4: the task handed on {outcome.return_value!r:.80}, no completed run's output"
+        )
+    return found
