@@ -183,7 +183,9 @@ class SkyvernRunOperatorBase(BaseOperator):
         self._claim = claim
         try:
             run = claim.earlier_run()
-        except RunStateUnknown:  # already says what is known and what is not
+        except RunStateUnknown as exc:  # already says what is known and what is not
+            if _is_final_try(context):
+                raise self._last_try_unknown(context, claim, exc) from None
             raise
         except SkyvernError as exc:
             message = f"Looking for a Skyvern run an earlier try of this task started failed: {exc}"
@@ -293,6 +295,24 @@ class SkyvernRunOperatorBase(BaseOperator):
             raise AirflowFailException(forgotten_by_retries(exc, why)) from None
         except SkyvernError as exc:
             raise exc.reworded(f"Starting the Skyvern run failed: {exc}") from None
+
+    def _last_try_unknown(self, context: Any, claim: RunClaim, exc: Exception) -> AirflowFailException:
+        """No retry follows, so nobody would look again: a run recorded by id is canceled (cancel_on_kill);
+        the message says what is left to do, not that the next try looks."""
+        from airflow_provider_skyvern.runs.claim import forgotten_by_retries
+        from airflow_provider_skyvern.runs.ledger import RunStateUnknown, SubmissionLedger
+
+        assert isinstance(exc, RunStateUnknown)
+        message = forgotten_by_retries(exc, "this was the task's last try")
+        try:
+            record = SubmissionLedger(context).read()
+        except RunStateUnknown:
+            record = None
+        if record is not None and record.run_id and record.phase == "submitted" and self.cancel_on_kill:
+            message += (
+                f" (nobody will wait for run {record.run_id}: {self._cancel(record.run_id, read=False)})"
+            )
+        return AirflowFailException(message)
 
     def _deadline(self, context: Any) -> tuple[float, str]:
         """When the wait must end and why: ``timeout`` from now, or the try's ``execution_timeout``."""

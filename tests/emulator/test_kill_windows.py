@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_skyvern.compat import TaskDeferred
+from airflow_provider_skyvern.compat import AirflowFailException, TaskDeferred
 from airflow_provider_skyvern.emulator.server import EmulatorServer
 from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
@@ -137,10 +137,10 @@ def test_a_recorded_run_the_server_does_not_know_fails_a_retry_saying_how_to_get
     clear; the only way out was deleting the state-store key by hand, which no message said."""
     store = FakeStateStore()
     with pytest.raises(TaskDeferred):
-        _operator().execute(make_context(store))
+        _operator().execute(make_context(store, FakeTaskInstance(max_tries=2)))
     _gone_record(store)
     with pytest.raises(SkyvernError) as raised:
-        _operator().execute(make_context(store, FakeTaskInstance(try_number=2)))
+        _operator().execute(make_context(store, FakeTaskInstance(try_number=2, max_tries=2)))
     assert str(raised.value).startswith(
         f"Skyvern run tsk_v2_999999999999999999 started by an earlier try is not found at {emulator.base_url} ("
     )
@@ -162,3 +162,24 @@ def test_after_a_clear_a_recorded_run_the_server_does_not_know_is_forgotten(
     assert len(_runs(emulator)) == 2
     assert store.values[STATE_KEY]["run_id"] == deferred.value.trigger.run_id
     assert "recorded before the task was cleared is not found" in capsys.readouterr().out
+
+
+def test_the_last_try_cancels_a_recorded_run_it_cannot_read_and_says_no_retry_follows(
+    emulator: EmulatorServer,
+) -> None:
+    """Found by the simulator's fault search: every read of the recorded run failing on the last try left the
+    run going, and the message promised a next try that would never come."""
+    store = FakeStateStore()
+    with pytest.raises(TaskDeferred) as first:
+        _operator().execute(make_context(store, FakeTaskInstance(try_number=1, max_tries=1)))
+    rule = {"method": "GET", "path": "/v1/runs/*", "status": 500}
+    emulator.control.post("/_emulator/faults", json=[rule]).raise_for_status()
+    with pytest.raises(AirflowFailException) as raised:
+        _operator().execute(make_context(store, FakeTaskInstance(try_number=2, max_tries=1)))
+    emulator.control.delete("/_emulator/faults").raise_for_status()
+    run_id = first.value.trigger.run_id
+    message = str(raised.value)
+    assert message.startswith(f"Could not read Skyvern run {run_id} started by an earlier try (")
+    assert "the next try" not in message
+    assert message.endswith(f"(nobody will wait for run {run_id}: it was canceled)")
+    assert [(r["run_id"], r["cancel_requests"]) for r in _runs(emulator)] == [(run_id, 1)]

@@ -15,7 +15,7 @@ from tests.simulator.airflow_model import Boundaries, Outcome, TaskInstanceModel
 
 LONG = os.environ.get("SKYVERN_SIMULATOR") == "long"
 BAD_ENDS = {"failed", "terminated", "canceled", "timed_out"}
-TOLD = ("could not tell", "may have created")
+TOLD = ("could not tell", "may have created", "look for it among skyvern's runs")
 """How the task's error says a run may exist that it could not find or read: the user is told."""
 
 
