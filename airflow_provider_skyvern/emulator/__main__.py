@@ -15,8 +15,8 @@ from airflow_provider_skyvern.emulator.faults import FaultRule
 from airflow_provider_skyvern.emulator.server import LOOPBACK, connection_json
 from airflow_provider_skyvern.emulator.state import KNOWN_WORKFLOWS, EmulatorSettings
 
-DEFAULT_PORT = 8765
-"""Not 8000, where a self-hosted Skyvern listens: both can run on one machine."""
+DEFAULT_PORT = 8731
+"""Not 8000 (self-hosted Skyvern's API) nor 8765 (the real-Skyvern stack's test site): all run side by side."""
 
 
 def _status_rate(text: str) -> FaultRule:

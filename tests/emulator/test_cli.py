@@ -80,7 +80,7 @@ def test_its_default_port_is_not_self_hosted_skyverns() -> None:
         text=True,
         timeout=60,
     )
-    assert "default 8765" in " ".join(result.stdout.split())
+    assert "default 8731" in " ".join(result.stdout.split())
 
 
 def test_a_taken_port_fails_with_one_clear_line() -> None:
