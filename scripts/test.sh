@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README): lint, types, unit + integration tests, end-to-end and browser tests on a real
 # Airflow, the real Skyvern vs the emulator, then the unit, emulator and dag.test() tests again on Airflow 3.0,
-# 3.1 and 3.2 (README "Airflow versions"). Creates .venv (and .venv-af<version>) on first use.
+# 3.1 and 3.2 (docs/airflow-versions.md). Creates .venv (and .venv-af<version>) on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
@@ -28,7 +28,7 @@ python -m pytest -m e2e -q -p no:randomly
 step "real Skyvern 1.0.56 vs the emulator (../shared/real-skyvern; skipped, with the reason, when it cannot start)"
 python -m pytest -m real_skyvern -q -rs -p no:randomly --durations=5
 
-# The older Airflow versions the provider supports (README "Airflow versions"), each in .venv-af<version>
+# The older Airflow versions the provider supports (docs/airflow-versions.md), each in .venv-af<version>
 # (scripts/airflow_env.sh): the unit, emulator and dag.test() tests again, where the version gates bite. The
 # simulator (tests/simulator, every crash point) runs once, above: its no-state-store schedules are the
 # Airflow < 3.3 semantics.

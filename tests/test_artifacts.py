@@ -15,6 +15,7 @@ import respx
 
 from airflow_provider_skyvern.artifacts import ArtifactCopyError, copy_run_artifacts
 from airflow_provider_skyvern.artifacts.naming import MAX_NAME_BYTES, safe_name, unique_names
+from airflow_provider_skyvern.artifacts.storage import DestinationUnavailable, StoragePath, check_destination
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import RunResponse, parse_run_response
 from tests.conftest import API_KEY, BASE_URL, FastClock, set_connection
@@ -444,3 +445,30 @@ def test_a_copy_past_its_deadline_downloads_nothing_more_and_says_so(
         )
 
     assert route.call_count == 0
+
+
+def test_checking_a_destination_writes_nothing(tmp_path: Path) -> None:
+    destination = tmp_path / "not" / "yet"
+    check_destination(f"file://{destination}")
+    check_destination(StoragePath(f"file://{destination}"))
+    assert list(tmp_path.iterdir()) == []  # no folder made, no probe file left
+
+
+@pytest.mark.parametrize(
+    ("destination", "expected"),
+    [
+        (
+            "hdfs://namenode/skyvern?sig=SECRET",
+            "artifacts_destination 'hdfs://namenode/skyvern': Airflow cannot open hdfs:// here (No filesystem "
+            "registered for scheme hdfs); install the Airflow provider that registers hdfs:// (and its fsspec "
+            "package) where the tasks run",
+        ),
+        ("nosuch://bucket/x", "artifacts_destination 'nosuch://bucket/x': Unsupported filesystem: 'nosuch'"),
+    ],
+)
+def test_a_destination_that_cannot_be_opened_is_one_line_naming_the_field(
+    destination: str, expected: str
+) -> None:
+    with pytest.raises(DestinationUnavailable) as raised:
+        check_destination(destination)
+    assert str(raised.value) == expected

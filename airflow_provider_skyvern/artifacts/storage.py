@@ -14,9 +14,29 @@ from typing import IO
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_skyvern.compat import record_output_asset
+from airflow_provider_skyvern.exceptions import one_line
 
 StoragePath = ObjectStoragePath
 READ_CHUNK = 1024 * 1024
+
+_AMAZON = "apache-airflow-providers-amazon[s3fs]"
+_GOOGLE = "apache-airflow-providers-google (it brings gcsfs)"
+_AZURE = "apache-airflow-providers-microsoft-azure (it brings adlfs)"
+INSTALL_FOR_PROTOCOL = {
+    "s3": _AMAZON,
+    "s3a": _AMAZON,
+    "gs": _GOOGLE,
+    "gcs": _GOOGLE,
+    "abfs": _AZURE,
+    "abfss": _AZURE,
+    "az": _AZURE,
+    "adl": _AZURE,
+}
+"""What to ``pip install`` where tasks run, so Airflow's ``ObjectStoragePath`` can open a protocol."""
+
+
+class DestinationUnavailable(ValueError):
+    """The destination's file system cannot be opened here; the message names the field and what to install."""
 
 
 def as_storage_path(destination: ObjectStoragePath | str, conn_id: str | None = None) -> ObjectStoragePath:
@@ -33,6 +53,48 @@ def as_storage_path(destination: ObjectStoragePath | str, conn_id: str | None = 
         raise ValueError(
             f"Airflow's ObjectStoragePath cannot open {destination!r} ({exc}): Airflow 3.0 needs "
             "universal-pathlib < 0.3 (pip install 'universal-pathlib<0.3')"
+        ) from None
+
+
+def check_destination(
+    destination: ObjectStoragePath | str,
+    conn_id: str | None = None,
+    *,
+    field: str = "artifacts_destination",
+) -> None:
+    """
+    Raise :class:`DestinationUnavailable` (one line: ``field``, the protocol, what to install) unless the
+    destination's file system can be opened here: fsspec can import the protocol's package, and Airflow's
+    object storage opens it with the store's connection. Nothing is written, listed or created.
+
+    Call it before anything is paid for: a run operator calls it before it asks Skyvern for a run.
+    """
+    import fsspec
+
+    shown = f"{field} {str(destination).split('?')[0]!r}"  # no query: it may hold a signature
+    try:
+        path = as_storage_path(destination, conn_id)
+    except ValueError as exc:  # "Unsupported filesystem: 'x'", or Airflow 3.0's universal-pathlib advice
+        raise DestinationUnavailable(f"{shown}: {one_line(str(exc))}") from None
+    protocol = path.protocol or "file"
+    try:
+        fsspec.get_filesystem_class(protocol)  # imports the package (s3fs, gcsfs, adlfs...) it needs
+        path.fs  # noqa: B018 - Airflow's file system for the protocol, built with the store's connection
+    except (
+        ImportError,
+        ValueError,
+    ) as exc:  # fsspec's "Install s3fs ..."; Airflow's "No filesystem registered"
+        install = INSTALL_FOR_PROTOCOL.get(
+            protocol, f"the Airflow provider that registers {protocol}:// (and its fsspec package)"
+        )
+        raise DestinationUnavailable(
+            f"{shown}: Airflow cannot open {protocol}:// here ({one_line(str(exc))}); "
+            f"install {install} where the tasks run"
+        ) from None
+    except Exception as exc:  # the store's connection (missing, unreadable)
+        connection = f"connection {path.conn_id!r}" if path.conn_id else "default credentials"
+        raise DestinationUnavailable(
+            f"{shown}: cannot open {protocol}:// with {connection}: {type(exc).__name__}: {one_line(str(exc))}"
         ) from None
 
 

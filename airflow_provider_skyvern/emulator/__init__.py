@@ -5,6 +5,6 @@ output is shaped after ``data_extraction_schema``, and their recording, screensh
 real files served by the emulator. A ``[emulator outcome=failed seconds=5 steps=3]`` directive in a
 run's prompt (or title) picks how it ends; ``/_emulator/faults`` injects errors, latency and resets.
 
-Start it with ``python -m airflow_provider_skyvern.emulator --port 8000``, or in-process with
+Start it with ``python -m airflow_provider_skyvern.emulator`` (port 8731), or in-process with
 :class:`~airflow_provider_skyvern.emulator.server.EmulatorServer`. See ``docs/emulator.md``.
 """

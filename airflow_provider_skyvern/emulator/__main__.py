@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import socket
 import sys
 
@@ -11,8 +12,11 @@ import uvicorn
 
 from airflow_provider_skyvern.emulator.app import create_app
 from airflow_provider_skyvern.emulator.faults import FaultRule
-from airflow_provider_skyvern.emulator.server import LOOPBACK
+from airflow_provider_skyvern.emulator.server import LOOPBACK, connection_json
 from airflow_provider_skyvern.emulator.state import KNOWN_WORKFLOWS, EmulatorSettings
+
+DEFAULT_PORT = 8731
+"""Not 8000 (self-hosted Skyvern's API) nor 8765 (the real-Skyvern stack's test site): all run side by side."""
 
 
 def _status_rate(text: str) -> FaultRule:
@@ -28,7 +32,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="A Skyvern-compatible API on 127.0.0.1 for offline DAG tests (no browser runs).",
     )
     parser.add_argument(
-        "--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000; 0 = any free)"
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0 = any free)",
     )
     parser.add_argument(
         "--api-key", default="emulator-key", help="the x-api-key it accepts (default emulator-key)"
@@ -99,9 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
-    # Bound before this line is printed, so whoever waits for it can connect at once. The key is not printed.
+    # Bound before these lines are printed, so whoever waits for them can connect at once. The first line
+    # holds no key (logs keep it); the second is the emulator's own key, given on this command line.
+    base_url = f"http://{LOOPBACK}:{port}"
     print(
-        f"Skyvern emulator listening on http://{LOOPBACK}:{port} (runs take {args.run_seconds:g}s)",
+        f"Skyvern emulator listening on {base_url} (runs take {args.run_seconds:g}s)\n"
+        "Point Airflow at it (in the shell that runs your DAG; Ctrl-C here stops it):\n"
+        f"export AIRFLOW_CONN_SKYVERN_DEFAULT={shlex.quote(connection_json(base_url, args.api_key))}",
         flush=True,
     )
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it handled by shutting down

@@ -59,6 +59,11 @@ class LoopbackServer:
         self.stop()
 
 
+def connection_json(base_url: str, api_key: str) -> str:
+    """An Airflow Skyvern connection in the JSON form of ``AIRFLOW_CONN_*`` variables."""
+    return json.dumps({"conn_type": "skyvern", "host": base_url, "password": api_key})
+
+
 class EmulatorServer(LoopbackServer):
     """
     The emulator on 127.0.0.1 in a daemon thread; use as a context manager.
@@ -79,7 +84,7 @@ class EmulatorServer(LoopbackServer):
 
     def connection_json(self) -> str:
         """``AIRFLOW_CONN_SKYVERN_DEFAULT`` pointing at this emulator."""
-        return json.dumps({"conn_type": "skyvern", "host": self.base_url, "password": self.api_key})
+        return connection_json(self.base_url, self.api_key)
 
     def start(self, timeout: float = 10.0) -> EmulatorServer:
         super().start(timeout)

@@ -172,6 +172,13 @@ class SkyvernRunOperatorBase(BaseOperator):
             kind = self._run_kind()
         except check.InvalidParameter as exc:
             raise AirflowFailException(f"{type(self).__name__}: {exc} (after rendering templates)") from None
+        if self.artifacts_destination is not None:  # a store that cannot be opened fails before a paid run
+            from airflow_provider_skyvern.artifacts.storage import DestinationUnavailable, check_destination
+
+            try:
+                check_destination(self.artifacts_destination, self.artifacts_conn_id)
+            except DestinationUnavailable as exc:
+                raise AirflowFailException(f"{type(self).__name__}: {exc}") from None
         claim = RunClaim(
             self.hook,
             context,

@@ -65,7 +65,7 @@ class SkyvernDownloadFilesOperator(SkyvernRunBlockOperatorBase):
     :param reattach: a retry adopts the run an earlier try started when its id was recorded (Airflow 3.3+
         task state store). Skyvern's login and download runs cannot be found by looking, so when an
         earlier try's answer was lost the retry fails saying it could not tell whether a run was created
-        instead of starting a second one (README, *No duplicate runs*).
+        instead of starting a second one (docs/reattach.md).
     :param cancel_on_kill: cancel the Skyvern run when the task is killed, marked failed/success or cleared
         while it waits (default True).
     :param skyvern_conn_id: Airflow connection of type ``skyvern``.

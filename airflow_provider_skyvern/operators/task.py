@@ -67,7 +67,7 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
         and a long one costs few requests.
     :param deferrable: wait in the triggerer instead of a worker slot (default ``[operators] default_deferrable``).
     :param reattach: adopt the run an earlier try of this task instance started instead of paying for a
-        second one (tags the title; see the README). False always starts a fresh run and keeps the title as is.
+        second one (tags the title; see docs/reattach.md). False always starts a fresh run and keeps the title as is.
     :param cancel_on_kill: cancel the Skyvern run when the task is killed, marked failed/success or cleared
         while it waits (default True). A trigger moved to another triggerer is never a kill.
     :param output_validation: when ``data_extraction_schema`` is set and the output breaks it: ``"warn"``

@@ -65,7 +65,7 @@ class SkyvernRunWorkflowOperator(SkyvernRunOperatorBase):
         the run's age as for the task operator.
     :param deferrable: wait in the triggerer instead of a worker slot (default ``[operators] default_deferrable``).
     :param reattach: a retry adopts the run an earlier try of this task instance started (Airflow 3.3+
-        task state store; see the README) instead of paying for a second one.
+        task state store; see docs/reattach.md) instead of paying for a second one.
     :param cancel_on_kill: cancel the Skyvern run when the task is killed, marked failed/success or cleared
         while it waits (default True).
     :param skyvern_conn_id: Airflow connection of type ``skyvern``.

@@ -1,6 +1,6 @@
 """One try's way to its Skyvern run: the run an earlier try started, or exactly one new submission.
 
-The rules (README, *No duplicate runs*): a run is adopted only when it carries this task instance's tag
+The rules (docs/reattach.md): a run is adopted only when it carries this task instance's tag
 and this try's request; a run of an earlier clear or of an edited request is canceled, not adopted;
 whenever an earlier submission may have created a run this try cannot see, the try fails with a
 message saying so and nothing is submitted (Airflow retries; the next try looks again).

@@ -5,6 +5,7 @@ while its retry copies again without starting a second Skyvern run."""
 from __future__ import annotations
 
 import hashlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,37 @@ def test_a_failed_copy_no_retry_can_recover_says_how_to_copy_the_files(
 def test_a_destination_that_is_not_a_uri_fails_the_dag_parse() -> None:
     with pytest.raises(ValueError, match=r"artifacts_destination: 'data/invoices' is not a URI"):
         _operator("data/invoices")
+
+
+@pytest.mark.parametrize(
+    ("destination", "hidden", "install"),
+    [
+        ("s3://aws_default@my-bucket/invoices/{{ ds }}", "s3fs", "apache-airflow-providers-amazon[s3fs]"),
+        ("gs://my-bucket/invoices", "gcsfs", "apache-airflow-providers-google"),
+        ("abfs://container/invoices", "adlfs", "apache-airflow-providers-microsoft-azure"),
+    ],
+)
+def test_a_store_that_cannot_be_opened_fails_before_any_skyvern_run_is_started(
+    emulator: EmulatorServer,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    destination: str,
+    hidden: str,
+    install: str,
+) -> None:
+    monkeypatch.setitem(sys.modules, hidden, None)  # the store's fsspec package is not installed
+    operator = _operator(destination, retries=3)
+    operator.artifacts_destination = destination.replace("{{ ds }}", "2026-12-01")  # as rendered
+
+    with pytest.raises(AirflowFailException) as failed:
+        _run_to_the_end(operator, make_context(FakeStateStore()), clock)
+
+    message = str(failed.value)
+    protocol = destination.split("://")[0]
+    assert "\n" not in message
+    assert message.startswith("SkyvernRunTaskOperator: artifacts_destination ")
+    assert f"{protocol}://" in message
+    assert install in message
+    assert failed.value.__cause__ is None
+    assert _runs(emulator) == []  # nothing started, nothing paid for
+    assert emulator.state.requests == []  # not even a lookup of an earlier run
