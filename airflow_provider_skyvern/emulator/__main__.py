@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Skyvern emulator: cannot listen on {LOOPBACK}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, date_header=False)
+    )
     # Bound before this line is printed, so whoever waits for it can connect at once. The key is not printed.
     print(
         f"Skyvern emulator listening on http://{LOOPBACK}:{port} (runs take {args.run_seconds:g}s)",

@@ -14,6 +14,7 @@ import html
 import json
 import re
 import time
+from email.utils import formatdate
 from typing import Annotated, Any
 
 import httpx
@@ -164,6 +165,8 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
     @api.middleware("http")
     async def _log_requests(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
+        # Skyvern stamps Date and created_at with one clock; so does the emulator (uvicorn's is off)
+        response.headers["date"] = formatdate(state.now(), usegmt=True)
         if request.url.path.startswith("/v1/") and not request.scope.get(AFTER_CREATE_SCOPE_KEY):
             state.log_request(request.method, request.url.path, response.status_code)
         return response

@@ -57,3 +57,12 @@ class ServerClock:
             date = date.replace(tzinfo=timezone.utc)
         server = date.timestamp()
         return cls(ahead_at_least=sent - (server + 1.0), ahead_at_most=received - server)
+
+    def narrowed(self, other: ServerClock) -> ServerClock:
+        """Both measure the same difference: each answer narrows it (a ``Date`` is rounded to the second);
+        bounds that no longer overlap mean a clock was set, so the newer measurement stands alone."""
+        least, most = (
+            max(self.ahead_at_least, other.ahead_at_least),
+            min(self.ahead_at_most, other.ahead_at_most),
+        )
+        return ServerClock(least, most) if least <= most else other

@@ -351,10 +351,11 @@ class SkyvernHook(BaseHook):
         received = self.clock.time()
         measured = [ServerClock.read(date, sent, received) for date in response.headers.get_list("date")]
         if measured and None not in measured:  # a proxy may add its own Date: the widest bounds hold
-            self.server_clock = ServerClock(
+            now = ServerClock(
                 min(m.ahead_at_least for m in measured if m is not None),
                 max(m.ahead_at_most for m in measured if m is not None),
             )
+            self.server_clock = now if self.server_clock is None else self.server_clock.narrowed(now)
 
     def cancel_run_at_once(self, run_id: str, timeout: float = KILL_CANCEL_TIMEOUT) -> None:
         """
