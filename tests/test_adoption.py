@@ -257,3 +257,30 @@ def test_a_post_that_never_left_this_machine_needs_no_settle_window(skyvern: res
     with pytest.raises(TaskDeferred):
         v2_operator().execute(make_context(store, FakeTaskInstance(dag_id="second_dag", try_number=2)))
     assert post.call_count == 4 + 1  # try 1: 4 refused attempts (max_retries 3, never sent); try 2: one
+
+
+@pytest.mark.parametrize(("keeps_title", "kept_in"), [(True, "title"), (False, None)])
+def test_a_record_written_with_keeps_title_reads_as_where_its_tag_is_kept(
+    keeps_title: bool, kept_in: Any
+) -> None:
+    from airflow_provider_skyvern.runs.ledger import Submission
+
+    old = {"version": 2, "phase": "submitting", "tag": "airflow-0", "fingerprint": "f", "echoed": {}}
+    record = Submission.model_validate({**old, "keeps_title": keeps_title, "since": 1.0})
+    assert record.tag_kept_in == kept_in
+    assert "keeps_title" not in record.model_dump()
+
+
+def test_a_workflow_tag_joins_the_users_run_metadata_unless_it_has_no_room() -> None:
+    from airflow_provider_skyvern.models import WorkflowRunRequest
+    from airflow_provider_skyvern.runs.kinds import WorkflowRun
+
+    tagged = WorkflowRun(WorkflowRunRequest(workflow_id=WPID, run_metadata={"team": "data"})).tagged(
+        "x", "airflow-1"
+    )
+    assert tagged.request.run_metadata == {"team": "data", "airflow": "airflow-1"}
+    assert tagged.tag_kept_in == "run_metadata"
+    full = WorkflowRun(WorkflowRunRequest(workflow_id=WPID, run_metadata={f"k{n}": "v" for n in range(20)}))
+    assert (full.tagged("x", "airflow-1"), full.tag_kept_in, full.keeps_title) == (full, None, False)
+    theirs = WorkflowRun(WorkflowRunRequest(workflow_id=WPID, run_metadata={"airflow": "mine"}))
+    assert theirs.tagged("x", "airflow-1").request.run_metadata == {"airflow": "mine"}

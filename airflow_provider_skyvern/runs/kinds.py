@@ -74,6 +74,12 @@ class WorkflowRun(RunKind):
     user_agent: str | None = None
     max_steps_override: int | None = None
     template: bool | None = None
+    tag: str | None = None
+    """Set by :meth:`tagged`: the request's ``run_metadata`` then carries it."""
+
+    @property
+    def tag_kept_in(self) -> TagKeptIn | None:
+        return "run_metadata" if self.tag is not None else super().tag_kept_in
 
     def submission(self, tag: str) -> Submission:
         return Submission.of_workflow(
@@ -84,7 +90,7 @@ class WorkflowRun(RunKind):
         if self.tag_kept_in is None:  # the user's run_metadata has no room (or already has our key)
             return self
         metadata = tagged_metadata(self.request.run_metadata, tag)
-        return replace(self, request=self.request.model_copy(update={"run_metadata": metadata}))
+        return replace(self, request=self.request.model_copy(update={"run_metadata": metadata}), tag=tag)
 
     def start(self, hook: SkyvernHook) -> RunResponse:
         return hook.run_workflow(
