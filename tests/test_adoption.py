@@ -83,7 +83,8 @@ def test_a_second_dags_lost_v2_post_does_not_adopt_the_first_dags_run(skyvern: r
     )
     assert store.values[STATE_KEY]["run_id"] is None  # nothing adopted
     assert (post.call_count, first.call_count) == (1, 0)  # the other DAG's run is not even read
-    assert listing.calls.last.request.url.params["run_type"] == "task_v2"
+    params = listing.calls.last.request.url.params
+    assert (params["run_type"], params["search_key"]) == ("task_v2", URL)  # Skyvern searches a v2 run's url
 
 
 def test_a_second_dags_lost_workflow_post_does_not_adopt_the_first_dags_run(

@@ -693,7 +693,7 @@ def test_ambiguous_post_failure_adopts_the_run_it_created(
     assert deferred.value.trigger.run_id == "tsk_5"
     assert store.values[STATE_KEY]["run_id"] == "tsk_5"
     params = listing.calls.last.request.url.params
-    assert params.get("search_key") == (TAG if engine == "skyvern-1.0" else None)
+    assert params.get("search_key") == (TAG if engine == "skyvern-1.0" else "https://example.com/products")
 
 
 def test_ambiguous_post_failure_with_no_run_listed_fails_without_resending(skyvern: respx.MockRouter) -> None:

@@ -163,7 +163,7 @@ class RunFinder:
                 self._check_complete(items, submission)
                 return items
         look.sent += 1
-        run_types = [RunType.workflow_run] if submission.search_key is not None else [RunType.task_v2]
+        run_types = [RunType.workflow_run] if submission.is_workflow else [RunType.task_v2]
         items = self.hook.list_runs(
             search_key=submission.search_key, run_types=run_types, page_size=LIST_PAGE_SIZE
         )
@@ -211,7 +211,7 @@ def _created_at(item: RunListItem) -> float:
 
 def _may_be(item: RunListItem, submission: Submission) -> bool:
     """The listed row's own fields agree with the submission: its type, workflow and tag."""
-    if submission.search_key is not None:  # a workflow run of that workflow
+    if submission.is_workflow:  # a workflow run of that workflow
         return item.task_run_type.value == "workflow_run" and item.workflow_permanent_id in (
             None,
             submission.search_key,

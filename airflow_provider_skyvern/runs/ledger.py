@@ -190,7 +190,8 @@ class Submission(BaseModel):
     """Unix time just before the POST was sent."""
     run_id: str | None = None
     search_key: str | None = None
-    """What ``GET /v1/runs?search_key=`` narrows the candidates by when the title keeps no tag (a workflow id)."""
+    """What ``GET /v1/runs?search_key=`` narrows the candidates by when the title keeps no tag: a workflow
+    id, or a skyvern-2.0 task's url as Skyvern stores it (its ``searchable_text`` is title + url)."""
     findable: bool = True
     """False when nothing on the server can recognise the run (login, download_files): only ``run_id`` counts."""
 
@@ -211,6 +212,10 @@ class Submission(BaseModel):
         return data
 
     @property
+    def is_workflow(self) -> bool:
+        return "workflow_id" in self.echoed
+
+    @property
     def ended_well(self) -> bool:
         return self.phase == "ended" and self.ended_status == "completed"
 
@@ -229,6 +234,7 @@ class Submission(BaseModel):
             echoed=echoed,
             tag_kept_in="title" if keeps_title(request) else None,
             since=time.time(),
+            search_key=None if keeps_title(request) or not wire.get("url") else _normal_url(wire["url"]),
         )
 
     @classmethod
