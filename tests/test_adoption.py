@@ -280,7 +280,7 @@ def test_a_workflow_tag_joins_the_users_run_metadata_unless_it_has_no_room() -> 
         "x", "airflow-1"
     )
     assert tagged.request.run_metadata == {"team": "data", "airflow": "airflow-1"}
-    assert tagged.tag_kept_in == "run_metadata"
+    assert (tagged.tag_kept_in, tagged.keeps_title) == ("run_metadata", False)  # no store: no reattach
     full = WorkflowRun(WorkflowRunRequest(workflow_id=WPID, run_metadata={f"k{n}": "v" for n in range(20)}))
     assert (full.tagged("x", "airflow-1"), full.tag_kept_in, full.keeps_title) == (full, None, False)
     theirs = WorkflowRun(WorkflowRunRequest(workflow_id=WPID, run_metadata={"airflow": "mine"}))

@@ -34,8 +34,9 @@ class RunKind(ABC):
 
     @property
     def keeps_title(self) -> bool:
-        """A later try can find the run by its tag (the name ``operators/base.py`` still reads)."""
-        return self.tag_kept_in is not None
+        """Without a task state store a later try can find the run by its tag: only a title is read back
+        from the run itself (a ``run_metadata`` tag is the server's filter, not proof)."""
+        return self.tag_kept_in == "title"
 
     @abstractmethod
     def submission(self, tag: str) -> Submission:
