@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
+from email.utils import formatdate
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ import respx
 
 from airflow_provider_skyvern.compat import AirflowFailException, TaskDeferred
 from airflow_provider_skyvern.exceptions import SkyvernError
+from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.operators.task import SkyvernRunFailedError, SkyvernRunTaskOperator
 from airflow_provider_skyvern.runs.ledger import STATE_KEY, run_tag
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
@@ -476,6 +478,21 @@ def test_output_schema_mismatch_fails_when_asked(skyvern: respx.MockRouter) -> N
 JUST_NOW = datetime.now(timezone.utc).replace(tzinfo=None).isoformat()  # Skyvern's naive UTC
 
 
+def skyvern_now(offset: float = 0.0) -> str:
+    """Skyvern's naive UTC ``created_at``, ``offset`` seconds from now."""
+    return datetime.fromtimestamp(time.time() + offset, tz=timezone.utc).replace(tzinfo=None).isoformat()
+
+
+def listed_now(*rows: tuple[str, str, dict[str, Any]]) -> httpx.Response:
+    """A ``GET /v1/runs`` answer with the server's ``Date`` (as every real server sends); ``rows`` are
+    (run id, status, fields), each created now unless its fields say otherwise."""
+    items = [
+        run_list_item(run_id, status, **{"created_at": skyvern_now(), **fields})
+        for run_id, status, fields in rows
+    ]
+    return httpx.Response(200, json=items, headers={"date": formatdate(usegmt=True)})
+
+
 def echoed(prompt: str = "Extract the top 3 products", engine: str = "skyvern-2.0") -> dict[str, Any]:
     """``run_request`` as Skyvern 1.0.56 echoes the operator's default request."""
     return {"prompt": prompt, "url": "https://example.com/products", "engine": engine, "title": None}
@@ -646,15 +663,21 @@ def test_ambiguous_post_failure_adopts_the_run_it_created(
 ) -> None:
     """skyvern-2.0 drops the title: found among recent runs by its echoed request; 1.0 by its tag."""
     post = skyvern.post("/v1/run/tasks").mock(side_effect=[failure])
-    mine = run_list_item("tsk_5", "queued", title="Fake v2 task", run_type="task_v2", created_at=JUST_NOW)
+    mine: dict[str, Any] = {"title": "Fake v2 task", "run_type": "task_v2"}
     if engine == "skyvern-1.0":
-        mine.update(task_run_type="task_v1", title=f"nightly.extract [{TAG}]")
-    foreign = run_list_item("tsk_9", "running", title="Fake v2 task", created_at=JUST_NOW)
-    old = run_list_item("tsk_0", "running", title="Fake v2 task", created_at="2026-01-01T00:00:00")
+        mine.update(run_type="task_v1", title=f"nightly.extract [{TAG}]")
+    foreign = {"title": "Fake v2 task"}
+    old = {"title": "Fake v2 task", "created_at": "2026-01-01T00:00:00"}
     listing = skyvern.get("/v1/runs").mock(
         side_effect=[
-            httpx.Response(200, json=[]),  # not listed yet
-            httpx.Response(200, json=[mine, foreign, old] if engine == "skyvern-2.0" else [mine]),
+            listed_now(),  # not listed yet
+            lambda request: (
+                listed_now(
+                    ("tsk_5", "queued", mine), ("tsk_9", "running", foreign), ("tsk_0", "running", old)
+                )
+                if engine == "skyvern-2.0"
+                else listed_now(("tsk_5", "queued", mine))
+            ),
         ]
     )
     skyvern.get("/v1/runs/tsk_5").respond(
@@ -670,7 +693,7 @@ def test_ambiguous_post_failure_adopts_the_run_it_created(
     assert deferred.value.trigger.run_id == "tsk_5"
     assert store.values[STATE_KEY]["run_id"] == "tsk_5"
     params = listing.calls.last.request.url.params
-    assert params.get("search_key") == (TAG if engine == "skyvern-1.0" else None)
+    assert params.get("search_key") == (TAG if engine == "skyvern-1.0" else "https://example.com/products")
 
 
 def test_ambiguous_post_failure_with_no_run_listed_fails_without_resending(skyvern: respx.MockRouter) -> None:
@@ -678,15 +701,19 @@ def test_ambiguous_post_failure_with_no_run_listed_fails_without_resending(skyve
     store = FakeStateStore()
     with pytest.raises(SkyvernError) as raised:
         operator().execute(make_context(store))
+    settles = store.values[STATE_KEY]["since"] + SkyvernHook().settings.request_timeout + 120
+    when = datetime.fromtimestamp(settles, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     assert str(raised.value) == (
         "Skyvern POST /v1/run/tasks -> HTTP 502: empty body; could not tell whether a Skyvern run was "
-        "created: none matching this request is listed yet; not starting another run while that is "
-        "unknown; the next try looks again"
+        f"created: none matching this request is listed yet; not starting another run before {when}, when "
+        "a run it created would be listed; a try after then starts one if none is"
     )
     assert post.call_count == 1
     assert store.values[STATE_KEY]["run_id"] is None  # a submission in flight, for the next try
 
-    with pytest.raises(SkyvernError, match=r"^Could not tell yet whether an earlier try's submission"):
+    with pytest.raises(
+        SkyvernError, match=rf"^Could not tell yet whether an earlier try's submission .*before {when}, when"
+    ):
         operator().execute(make_context(store))  # the next try, soon after: still unknown
     assert post.call_count == 1
 

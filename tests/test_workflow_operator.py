@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from email.utils import formatdate
 from typing import Any
 
 import httpx
@@ -15,20 +16,20 @@ from airflow_provider_skyvern.compat import AirflowFailException, TaskDeferred
 from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.operators.task import SkyvernRunFailedError, SkyvernRunWorkflowOperator
 from airflow_provider_skyvern.runs.events import RunEvent
-from airflow_provider_skyvern.runs.ledger import STATE_KEY
+from airflow_provider_skyvern.runs.ledger import STATE_KEY, run_tag
 from tests.conftest import API_KEY, FastClock
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 from tests.payloads import run_list_item, workflow_run
 
 pytestmark = pytest.mark.usefixtures("skyvern_conn", "no_waits")
 WPID = "wpid_123"
+TAG = run_tag(make_context())
 PARAMETERS = {"report_date": "2026-11-30", "region": "EU"}
 OUTPUT = {
     "login_output": None,
     "extract_output": {"task_id": "tsk_1", "status": "completed", "extracted_information": {"total": 42}},
     "extracted_information": [{"total": 42}],
 }
-JUST_NOW = datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
 
 
 @pytest.fixture
@@ -117,7 +118,7 @@ def test_every_argument_reaches_the_wire_and_the_task_defers(skyvern: respx.Mock
         "browser_address": "ws://browser.internal:9222",
         "ai_fallback": True,
         "run_with": "code",
-        "run_metadata": {"team": "finance"},
+        "run_metadata": {"team": "finance", "airflow": TAG},  # the tag rides beside the user's tags
         "max_elapsed_time_minutes": 90,
         "browser_type": "chrome",
     }
@@ -145,6 +146,7 @@ def test_unset_arguments_are_not_sent_and_parameters_may_come_as_rendered_json(
         "agent_id": WPID,
         "parameters": {"report_date": "2026-11-30"},
         "proxy_location": None,  # see the test below
+        "run_metadata": {"airflow": TAG},  # this task instance's tag: GET /v1/runs?tags=airflow:<tag>
     }
     assert "x-max-steps-override" not in request.headers
     assert "template" not in request.url.params
@@ -375,16 +377,19 @@ def test_an_ambiguous_post_adopts_the_run_found_by_workflow_id_and_echoed_parame
     skyvern: respx.MockRouter, failure: Any
 ) -> None:
     post = skyvern.post("/v1/run/agents").mock(side_effect=[failure])
-    listing = skyvern.get("/v1/runs").respond(
-        200,
-        json=[
-            run_list_item("wr_9", "running", "Monthly report", run_type="workflow_run", created_at=JUST_NOW),
-            run_list_item("wr_5", "queued", "Monthly report", run_type="workflow_run", created_at=JUST_NOW),
+
+    def listed(request: httpx.Request) -> httpx.Response:
+        now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
+        rows = [
+            run_list_item("wr_9", "running", "Monthly report", run_type="workflow_run", created_at=now),
+            run_list_item("wr_5", "queued", "Monthly report", run_type="workflow_run", created_at=now),
             run_list_item(
                 "wr_0", "running", "Monthly report", run_type="workflow_run", created_at="2026-01-01T00:00:00"
             ),
-        ],
-    )
+        ]
+        return httpx.Response(200, json=rows, headers={"date": formatdate(usegmt=True)})
+
+    listing = skyvern.get("/v1/runs").mock(side_effect=listed)
     skyvern.get("/v1/runs/wr_9").respond(
         200, json=ours("wr_9", "running", run_request=echo({"report_date": "x"}))
     )
@@ -395,7 +400,12 @@ def test_an_ambiguous_post_adopts_the_run_found_by_workflow_id_and_echoed_parame
     assert post.call_count == 1
     assert deferred.value.trigger.run_id == "wr_5"
     assert store.values[STATE_KEY]["run_id"] == "wr_5"
-    assert listing.calls.last.request.url.params["search_key"] == WPID
+    params = listing.calls.last.request.url.params
+    assert (params["search_key"], params["run_type"], params["tags"]) == (
+        WPID,
+        "workflow_run",
+        f"airflow:{TAG}",
+    )
 
 
 def test_an_ambiguous_post_with_nothing_listed_fails_without_posting_again(skyvern: respx.MockRouter) -> None:

@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Skyvern emulator: cannot listen on {LOOPBACK}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, date_header=False)
+    )
     # Bound before these lines are printed, so whoever waits for them can connect at once. The first line
     # holds no key (logs keep it); the second is the emulator's own key, given on this command line.
     base_url = f"http://{LOOPBACK}:{port}"

@@ -14,6 +14,7 @@ import html
 import json
 import re
 import time
+from email.utils import formatdate
 from typing import Annotated, Any
 
 import httpx
@@ -135,6 +136,18 @@ def _null_error(name: str) -> dict[str, Any]:
     }
 
 
+def _has_tag(run_metadata: Any, term: str) -> bool:
+    """Skyvern 1.0.56's ``?tags=`` term: ``label`` (a value in any group), ``key:*`` or ``key:value``; a
+    workflow run's ``run_metadata`` is its tags, task runs have none."""
+    metadata = run_metadata if isinstance(run_metadata, dict) else {}
+    key, colon, value = term.partition(":")
+    if not colon:
+        return term in metadata.values()
+    if value.strip() == "*":
+        return key.strip() in metadata
+    return metadata.get(key.strip()) == value.strip()
+
+
 def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, EmulatorState]:
     """The ASGI app (fault layer outermost) and the state behind it, for in-process use."""
     state = EmulatorState(settings or EmulatorSettings())
@@ -152,6 +165,8 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
     @api.middleware("http")
     async def _log_requests(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
+        # Skyvern stamps Date and created_at with one clock; so does the emulator (uvicorn's is off)
+        response.headers["date"] = formatdate(state.now(), usegmt=True)
         if request.url.path.startswith("/v1/") and not request.scope.get(AFTER_CREATE_SCOPE_KEY):
             state.log_request(request.method, request.url.path, response.status_code)
         return response
@@ -383,12 +398,15 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         status: Annotated[list[str] | None, Query()] = None,
         run_type: Annotated[list[str] | None, Query()] = None,
         search_key: Annotated[str | None, Query()] = None,
+        tags: Annotated[list[str] | None, Query()] = None,
     ) -> list[dict[str, Any]]:
         needle = (search_key or "").lower()
+        terms = [term.strip() for group in tags or [] for term in group.split(",") if term.strip()]
         items = [
             state.list_item(run)
             for run in reversed(state.runs.values())
             if needle in run.searchable(run.lifecycle.state_at(state.now()).status)
+            and all(_has_tag(run.request.get("run_metadata"), term) for term in terms)
         ]
         items = [
             item

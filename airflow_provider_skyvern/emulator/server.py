@@ -29,7 +29,12 @@ class LoopbackServer:
         self.base_url = f"http://{LOOPBACK}:{self.port}"
         # Requests still in flight at stop (a latency fault) are dropped after 1 s, not awaited.
         config = uvicorn.Config(
-            app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=1
+            app,
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            date_header=False,  # the app's own Date (the emulator's clock; a proxy forwards its upstream's)
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(

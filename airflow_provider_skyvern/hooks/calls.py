@@ -23,6 +23,7 @@ from airflow_provider_skyvern.models import (
     RunListItem,
     RunResponse,
     RunStatus,
+    RunType,
     TaskRunRequest,
     TaskRunResponse,
     TimelineEntry,
@@ -209,9 +210,14 @@ def list_runs(
     statuses: Sequence[RunStatus | str] = (),
     page: int = 1,
     page_size: int = 10,
+    run_types: Sequence[RunType | str] = (),
+    tags: Sequence[str] = (),
 ) -> ApiCall[list[RunListItem]]:
+    """``tags``: ``key:value`` terms matched against a workflow run's ``run_metadata`` (AND'd)."""
     params: QueryParams = [("page", page), ("page_size", page_size)]
     params += [("status", str(RunStatus(s).value)) for s in statuses]
+    params += [("run_type", str(RunType(t).value)) for t in run_types]
+    params += [("tags", term) for term in tags]
     if search_key:
         params.append(("search_key", search_key))
     return ApiCall("GET", "/v1/runs", _RUN_LIST, params=params)

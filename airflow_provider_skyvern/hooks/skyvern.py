@@ -26,7 +26,7 @@ from airflow_provider_skyvern.compat import BaseHook, amask_secret, mask_secret
 from airflow_provider_skyvern.exceptions import SkyvernAuthError, SkyvernError
 from airflow_provider_skyvern.hooks import calls
 from airflow_provider_skyvern.hooks.calls import ApiCall, ArtifactTypes, QueryParams, path_id
-from airflow_provider_skyvern.hooks.clock import SYSTEM_CLOCK, Clock
+from airflow_provider_skyvern.hooks.clock import SYSTEM_CLOCK, Clock, ServerClock
 from airflow_provider_skyvern.hooks.connection import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_REQUEST_TIMEOUT,
@@ -164,6 +164,8 @@ class SkyvernHook(BaseHook):
         self._client: httpx.Client | None = None
         self._lease: Lease | None = None
         self._lease_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        self.server_clock: ServerClock | None = None
+        """This machine's clock against the server's, from the ``Date`` of the last answer that had one."""
 
     def __repr__(self) -> str:
         return f"SkyvernHook(skyvern_conn_id={self.skyvern_conn_id!r})"
@@ -287,10 +289,12 @@ class SkyvernHook(BaseHook):
 
         def attempt() -> httpx.Response:
             timeout = budget.attempt_timeout(settings.request_timeout)
+            sent = self.clock.time()
             try:
                 response = client.request(**api_call.request_arguments(), timeout=timeout)
             except httpx.TransportError as exc:
                 raise transport_error(api_call, exc, settings.base_url) from None
+            self._read_server_clock(response, sent)
             raise_for_status(api_call, response, settings.base_url, settings.conn_id)
             return response
 
@@ -315,6 +319,7 @@ class SkyvernHook(BaseHook):
         async def attempt() -> httpx.Response:
             timeout = budget.attempt_timeout(settings.request_timeout)
             sending = False
+            sent = self.clock.time()
             try:
                 # anyio, not asyncio.wait_for: on Python < 3.12 wait_for can swallow the triggerer's cancel
                 with anyio.fail_after(timeout):
@@ -332,6 +337,7 @@ class SkyvernHook(BaseHook):
                     else httpx.PoolTimeout(f"no free connection within {timeout:.1f} s")
                 )
                 raise transport_error(api_call, late, settings.base_url) from None
+            self._read_server_clock(response, sent)
             raise_for_status(api_call, response, settings.base_url, settings.conn_id)
             return response
 
@@ -340,6 +346,16 @@ class SkyvernHook(BaseHook):
         except SkyvernError as exc:
             raise gave_up(exc, retrying.statistics, budget) from None
         return parse(api_call, response)
+
+    def _read_server_clock(self, response: httpx.Response, sent: float) -> None:
+        received = self.clock.time()
+        measured = [ServerClock.read(date, sent, received) for date in response.headers.get_list("date")]
+        if measured and None not in measured:  # a proxy may add its own Date: the widest bounds hold
+            now = ServerClock(
+                min(m.ahead_at_least for m in measured if m is not None),
+                max(m.ahead_at_most for m in measured if m is not None),
+            )
+            self.server_clock = now if self.server_clock is None else self.server_clock.narrowed(now)
 
     def cancel_run_at_once(self, run_id: str, timeout: float = KILL_CANCEL_TIMEOUT) -> None:
         """

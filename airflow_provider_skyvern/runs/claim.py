@@ -20,10 +20,10 @@ from airflow_provider_skyvern.exceptions import SkyvernError, SkyvernNotFoundErr
 from airflow_provider_skyvern.hooks.retry import may_have_created
 from airflow_provider_skyvern.hooks.skyvern import KILL_CANCEL_TIMEOUT, SkyvernHook
 from airflow_provider_skyvern.models import RunResponse, RunStatus
+from airflow_provider_skyvern.runs.finder import RunFinder
 from airflow_provider_skyvern.runs.kinds import RunKind
 from airflow_provider_skyvern.runs.ledger import (
     UNRECOGNISABLE,
-    RunFinder,
     RunStateUnknown,
     Submission,
     SubmissionLedger,
@@ -263,22 +263,31 @@ class RunClaim:
             )
         try:
             found = self.finder.created_by(record)
-        except RunStateUnknown:
-            raise
+        except RunStateUnknown as unknown:
+            raise RunStateUnknown(
+                f"Could not tell whether an earlier try's submission ({_when(record.since)}) created a "
+                f"Skyvern run: {unknown}; {NOT_SUBMITTING}"
+            ) from None
         except SkyvernError as exc:
             raise RunStateUnknown(
                 f"An earlier try's submission ({_when(record.since)}) may have created a Skyvern run, and "
                 f"looking for it failed ({exc}); {NOT_SUBMITTING}"
             ) from None
-        if len(found) > 1:
-            raise RunStateUnknown(self._ambiguous(found))
-        if found:
-            return found[0]
-        if self.finder.settled(record, self.hook.settings.request_timeout):
+        if found is not None:
+            return found
+        timeout = self.hook.settings.request_timeout
+        if self.finder.settled(record, timeout):
             return None
         raise RunStateUnknown(
             f"Could not tell yet whether an earlier try's submission ({_when(record.since)}) created a "
-            f"Skyvern run: none is listed so far; {NOT_SUBMITTING}"
+            f"Skyvern run: none is listed so far; {self._settle_note(record)}"
+        )
+
+    def _settle_note(self, record: Submission) -> str:
+        settles = self.finder.settles_at(record, self.hook.settings.request_timeout)
+        return (
+            f"not starting another run before {_when(settles)}, when a run it created would be listed; "
+            "a try after then starts one if none is"
         )
 
     def _by_tag(self, submission: Submission) -> RunResponse | None:
@@ -286,7 +295,7 @@ class RunClaim:
         (a completed one whose result could not be handed on, or whose files could not be copied, is handed
         on again). Runs that keep no title (skyvern-2.0 tasks, workflows) cannot be told from other DAGs'
         runs here."""
-        if not submission.keeps_title:
+        if submission.tag_kept_in != "title":  # a run_metadata tag is only a filter, never proof
             return None
         listed = [
             item
@@ -432,19 +441,17 @@ class RunClaim:
                 f"{exc}; could not tell whether a Skyvern run was created: looking for it failed ({lookup}); "
                 f"{NOT_SUBMITTING}"
             ) from None
-        if len(found) > 1:
-            raise RunStateUnknown(self._ambiguous(found)) from None
-        if not found:
+        if found is None:
             raise RunStateUnknown(
                 f"{exc}; could not tell whether a Skyvern run was created: none matching this request is "
-                f"listed yet; {NOT_SUBMITTING}"
+                f"listed yet; {self._settle_note(self.submission)}"
             ) from None
         self.log.warning(
             "Skyvern answered '%s' but created run %s: adopting it instead of submitting again",
             exc,
-            found[0].run_id,
+            found.run_id,
         )
-        return found[0]
+        return found
 
     def _remember(self, run_id: str) -> None:
         self.submission = self.submission.model_copy(update={"run_id": run_id, "phase": "submitted"})
@@ -454,11 +461,3 @@ class RunClaim:
         """``wait_for_completion=False`` handed the run id on: whoever waits owns the run (see ``Phase``)."""
         self.submission = self.submission.at("handed_on")
         self.ledger.write(self.submission)
-
-    @staticmethod
-    def _ambiguous(found: list[RunResponse]) -> str:
-        ids = ", ".join(run.run_id for run in found[:5])
-        return (
-            f"{len(found)} Skyvern runs ({ids}) match this task's submission; could not tell which one "
-            f"it created; {NOT_SUBMITTING}"
-        )

@@ -1,7 +1,7 @@
 """What the shared run machinery (:mod:`.claim`) needs to know about one kind of Skyvern run.
 
 A kind holds the rendered request and says how to start it, how to fingerprint it for the submission
-ledger, and whether Skyvern keeps a title tag a later try could search for. Everything else - remembering,
+ledger, and where (if anywhere) Skyvern keeps a tag a later try could search for. Everything else - remembering,
 reattaching, waiting, cancelling, completing - is the same for every kind.
 """
 
@@ -18,7 +18,7 @@ from airflow_provider_skyvern.models import (
     TaskRunRequest,
     WorkflowRunRequest,
 )
-from airflow_provider_skyvern.runs.ledger import Submission, keeps_title, tagged_title
+from airflow_provider_skyvern.runs.ledger import Submission, TagKeptIn, tagged_metadata, tagged_title
 
 if TYPE_CHECKING:
     from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
@@ -28,9 +28,15 @@ class RunKind(ABC):
     """One rendered, checked request of some kind of run."""
 
     @property
-    @abstractmethod
+    def tag_kept_in(self) -> TagKeptIn | None:
+        """Where Skyvern keeps the tag :meth:`tagged` adds, so a later try can find the run by it."""
+        return self.submission("").tag_kept_in
+
+    @property
     def keeps_title(self) -> bool:
-        """Skyvern keeps (and searches) the request's title, so a later try can find the run by its tag."""
+        """Without a task state store a later try can find the run by its tag: only a title is read back
+        from the run itself (a ``run_metadata`` tag is the server's filter, not proof)."""
+        return self.tag_kept_in == "title"
 
     @abstractmethod
     def submission(self, tag: str) -> Submission:
@@ -50,10 +56,6 @@ class TaskRun(RunKind):
     request: TaskRunRequest
     user_agent: str | None = None
 
-    @property
-    def keeps_title(self) -> bool:
-        return keeps_title(self.request)
-
     def submission(self, tag: str) -> Submission:
         return Submission.of(self.request, tag)
 
@@ -67,16 +69,18 @@ class TaskRun(RunKind):
 
 @dataclass(frozen=True)
 class WorkflowRun(RunKind):
-    """Skyvern shows a workflow run under the workflow's own title: no tag can ride on it."""
+    """Skyvern shows a workflow run under the workflow's own title; the tag rides in ``run_metadata``."""
 
     request: WorkflowRunRequest
     user_agent: str | None = None
     max_steps_override: int | None = None
     template: bool | None = None
+    tag: str | None = None
+    """Set by :meth:`tagged`: the request's ``run_metadata`` then carries it."""
 
     @property
-    def keeps_title(self) -> bool:
-        return False
+    def tag_kept_in(self) -> TagKeptIn | None:
+        return "run_metadata" if self.tag is not None else super().tag_kept_in
 
     def submission(self, tag: str) -> Submission:
         return Submission.of_workflow(
@@ -84,7 +88,10 @@ class WorkflowRun(RunKind):
         )
 
     def tagged(self, label: str, tag: str) -> WorkflowRun:
-        return self
+        if self.tag_kept_in is None:  # the user's run_metadata has no room (or already has our key)
+            return self
+        metadata = tagged_metadata(self.request.run_metadata, tag)
+        return replace(self, request=self.request.model_copy(update={"run_metadata": metadata}), tag=tag)
 
     def start(self, hook: SkyvernHook) -> RunResponse:
         return hook.run_workflow(
@@ -103,10 +110,6 @@ class LoginRun(RunKind):
     request: LoginRequest
     user_agent: str | None = None
 
-    @property
-    def keeps_title(self) -> bool:
-        return False
-
     def submission(self, tag: str) -> Submission:
         return Submission.of_run_block(self.request, tag, "login")
 
@@ -123,10 +126,6 @@ class DownloadFilesRun(RunKind):
 
     request: DownloadFilesRequest
     user_agent: str | None = None
-
-    @property
-    def keeps_title(self) -> bool:
-        return False
 
     def submission(self, tag: str) -> Submission:
         return Submission.of_run_block(self.request, tag, "download_files")

@@ -6,13 +6,15 @@ Skyvern has no idempotency key, so a run is recognised by two things:
   (dag id, task id, run id, map index), the DAG run's start (different in every deployment sharing a
   Skyvern organisation) and ``max_tries`` (raised by every clear, unchanged by a retry). Skyvern keeps
   and searches titles only for title-keeping engines (skyvern-1.0, 3.0, the CUA engines); skyvern-2.0
-  replaces the title, so there the tag is known only to our own record;
+  replaces the title, and every other field it keeps changes the run (prompt, url, webhook, TOTP
+  endpoints, proxy, schema, error codes), so there the tag is known only to our own record;
 * **what** was asked: the fields of the request the server echoes back in ``run_request``, compared by
   digest (never stored in clear: a request may hold header values or TOTP endpoints).
 
-Workflow runs keep no request title (the workflow's own title is shown), so for them the tag lives only in
-our own record; their runs are looked for by the workflow id (which ``search_key`` matches) and recognised
-by the echoed workflow id, parameters and endpoints.
+Workflow runs keep no request title (the workflow's own title is shown), so their tag rides in
+``run_metadata`` under :data:`RUN_TAG_KEY`: Skyvern 1.0.56 stores it as a run tag that
+``GET /v1/runs?tags=`` filters on, and does nothing else with it (it is not echoed in ``run_request``).
+They are recognised by the echoed workflow id, parameters and endpoints.
 
 Login and download_files runs cannot be recognised at all: Skyvern makes a new workflow for each request
 (titled ``Login`` / ``File Download``, so no tag survives) and echoes none of what tells two apart (url,
@@ -30,18 +32,14 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, HttpUrl, ValidationError, model_validator
 
 from airflow_provider_skyvern.exceptions import SkyvernError
-from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import (
     RunEngine,
-    RunListItem,
     RunResponse,
     TaskRunRequest,
     WorkflowRunRequest,
@@ -55,15 +53,14 @@ LEGACY_STATE_KEY = "skyvern_submission"
 """The key before 0.1.0's records had phases: still read, so a retry across the upgrade reattaches."""
 TITLE_DROPPING_ENGINES = frozenset({RunEngine.skyvern_v2})
 DEFAULT_SERVER_ENGINE = RunEngine.skyvern_v1  # what Skyvern 1.0.56 uses when no engine is sent
-CLOCK_SLACK_SECONDS = 300.0
-"""Skyvern's ``created_at`` vs this worker's clock: candidates are looked for this much earlier."""
-SETTLE_SECONDS = 120.0
-"""After a POST's own timeout plus this, a run it created is listed (a v1 run without url asks the LLM
-inside the POST, so its row can appear seconds after the client gave up)."""
-LIST_PAGE_SIZE = 100  # Skyvern's maximum
-MAX_LIST_PAGES = 10
-RECONCILE_ATTEMPTS = 4
-RECONCILE_WAIT_SECONDS = 2.0
+RUN_TAG_KEY = "airflow"
+"""The ``run_metadata`` key a workflow run's tag rides on: Skyvern 1.0.56 stores ``run_metadata`` as run
+tags, filterable with ``GET /v1/runs?tags=airflow:<tag>``, and does nothing else with it."""
+RUN_METADATA_MAX_KEYS = 20  # Skyvern 1.0.56 refuses more (forge/sdk/workflow/models/validators.py)
+
+TagKeptIn = Literal["title", "run_metadata"]
+"""Where Skyvern keeps (and lets a later try search for) the tag: the request's title (title-keeping task
+engines), a workflow run's ``run_metadata``; None: nowhere (skyvern-2.0 tasks, login, download_files)."""
 
 
 UNRECOGNISABLE = (
@@ -192,12 +189,13 @@ class Submission(BaseModel):
     """Digest of the whole request (title aside): an edited DAG makes a different one."""
     echoed: dict[str, str]
     """Digests of the fields the server echoes, to recognise the run among others."""
-    keeps_title: bool
+    tag_kept_in: TagKeptIn | None = None
     since: float
     """Unix time just before the POST was sent."""
     run_id: str | None = None
     search_key: str | None = None
-    """What ``GET /v1/runs?search_key=`` narrows the candidates by when the title keeps no tag (a workflow id)."""
+    """What ``GET /v1/runs?search_key=`` narrows the candidates by when the title keeps no tag: a workflow
+    id, or a skyvern-2.0 task's url as Skyvern stores it (its ``searchable_text`` is title + url)."""
     findable: bool = True
     """False when nothing on the server can recognise the run (login, download_files): only ``run_id`` counts."""
 
@@ -211,7 +209,15 @@ class Submission(BaseModel):
                 "version": RECORD_VERSION,
                 "phase": "submitted" if data.get("run_id") else "submitting",
             }
+        if isinstance(data, dict) and "keeps_title" in data:  # its name before workflow runs kept a tag
+            kept = data["keeps_title"]
+            data = {k: v for k, v in data.items() if k != "keeps_title"}
+            data.setdefault("tag_kept_in", "title" if kept else None)
         return data
+
+    @property
+    def is_workflow(self) -> bool:
+        return "workflow_id" in self.echoed
 
     @property
     def ended_well(self) -> bool:
@@ -230,8 +236,9 @@ class Submission(BaseModel):
             tag=tag,
             fingerprint=_digest(wire),
             echoed=echoed,
-            keeps_title=keeps_title(request),
+            tag_kept_in="title" if keeps_title(request) else None,
             since=time.time(),
+            search_key=None if keeps_title(request) or not wire.get("url") else _normal_url(wire["url"]),
         )
 
     @classmethod
@@ -244,7 +251,7 @@ class Submission(BaseModel):
             tag=tag,
             fingerprint=_digest({"body": wire, **options}),
             echoed=echoed,
-            keeps_title=False,
+            tag_kept_in="run_metadata" if metadata_has_room(request.run_metadata) else None,
             since=time.time(),
             search_key=request.workflow_id,
         )
@@ -256,7 +263,6 @@ class Submission(BaseModel):
             tag=tag,
             fingerprint=_digest({"block": block, "body": request.to_wire()}),
             echoed={},
-            keeps_title=False,
             since=time.time(),
             findable=False,
         )
@@ -290,6 +296,16 @@ def run_tag(context: Any) -> str:
         )
     )
     return "airflow-" + hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def metadata_has_room(run_metadata: dict[str, str] | None) -> bool:
+    """The tag can join the user's ``run_metadata`` without replacing a key or passing Skyvern's limit."""
+    user = run_metadata or {}
+    return RUN_TAG_KEY not in user and len(user) < RUN_METADATA_MAX_KEYS
+
+
+def tagged_metadata(run_metadata: dict[str, str] | None, tag: str) -> dict[str, str]:
+    return {**(run_metadata or {}), RUN_TAG_KEY: tag}
 
 
 def tagged_title(title: str | None, default: str, tag: str) -> str:
@@ -342,68 +358,3 @@ class SubmissionLedger:
             return
         if record is not None and record.run_id == run_id:
             self.write(record.at("ended", ended_status=status))
-
-
-@dataclass
-class RunFinder:
-    """Finds the runs a submission created, through what the real server can search."""
-
-    hook: SkyvernHook
-    sleep: Callable[[float], None]
-
-    def created_by(self, submission: Submission) -> list[RunResponse]:
-        """Runs created since the submission that carry its tag (where kept) and its request."""
-        if not submission.findable:
-            raise RunStateUnknown(UNRECOGNISABLE)
-        since = submission.since - CLOCK_SLACK_SECONDS
-        if submission.keeps_title:
-            items = [item for item in self.tagged(submission) if _created_at(item) >= since]
-        else:
-            listed = self._listed_since(since, submission.search_key)
-            items = [item for item in listed if _may_be(item, submission)]
-        runs = [self.hook.get_run(item.run_id) for item in items]
-        return [run for run in runs if submission.describes(run)]
-
-    def tagged(self, submission: Submission) -> list[RunListItem]:
-        """Listed runs whose title carries the submission's tag (title-keeping engines), newest first."""
-        listed = self.hook.list_runs(search_key=submission.tag, page_size=LIST_PAGE_SIZE)
-        return [item for item in listed if submission.tag in (item.title or "")]
-
-    def settled(self, submission: Submission, request_timeout: float) -> bool:
-        """Long enough after the POST that any run it created is listed by now."""
-        return time.time() >= submission.since + request_timeout + SETTLE_SECONDS
-
-    def reconcile(self, submission: Submission) -> list[RunResponse]:
-        """Right after an ambiguous POST: a few looks, since Skyvern may list the run a moment later."""
-        for attempt in range(RECONCILE_ATTEMPTS):
-            found = self.created_by(submission)
-            if found or attempt == RECONCILE_ATTEMPTS - 1:
-                return found
-            self.sleep(RECONCILE_WAIT_SECONDS)
-        return []  # pragma: no cover - the loop always returns
-
-    def _listed_since(self, since: float, search_key: str | None) -> Iterable[RunListItem]:
-        for page in range(1, MAX_LIST_PAGES + 1):
-            items = self.hook.list_runs(search_key=search_key, page=page, page_size=LIST_PAGE_SIZE)
-            yield from (item for item in items if _created_at(item) >= since)
-            if len(items) < LIST_PAGE_SIZE or (items and _created_at(items[-1]) < since):
-                return
-        raise RunStateUnknown(
-            f"more than {MAX_LIST_PAGES * LIST_PAGE_SIZE} Skyvern runs were created in the "
-            f"{CLOCK_SLACK_SECONDS:g} s around the earlier submission; could not look through them all"
-        )
-
-
-def _created_at(item: RunListItem) -> float:
-    return item.created_at.astimezone(timezone.utc).timestamp()
-
-
-def _may_be(item: RunListItem, submission: Submission) -> bool:
-    """A listed run of a title-keeping engine cannot be a skyvern-2.0 submission's run; a workflow
-    submission's run is a run of that workflow."""
-    if submission.search_key is not None:
-        return item.task_run_type.value == "workflow_run" and item.workflow_permanent_id in (
-            None,
-            submission.search_key,
-        )
-    return item.task_run_type.value in ("task_v2", "workflow_run")

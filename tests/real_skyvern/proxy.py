@@ -59,3 +59,7 @@ class FaultyProxy(LoopbackServer):
 
     def lose_next_answer(self, method: str, path: str) -> None:
         self.faults.add([FaultRule(method=method, path=path, reset=True, after_create=True, times=1)])
+
+    def fail_next(self, method: str, path: str, status: int = 502) -> None:
+        """The next matching request never reaches the server; the client gets ``status`` (a proxy's 502)."""
+        self.faults.add([FaultRule(method=method, path=path, status=status, times=1)])
