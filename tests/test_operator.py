@@ -502,10 +502,17 @@ def our_run(run_id: str, status: str, **fields: Any) -> dict[str, Any]:
     return task_run(run_id, status, run_request=echoed(), **fields)
 
 
-def first_try(skyvern: respx.MockRouter, store: FakeStateStore, **kwargs: Any) -> None:
+def first_try(
+    skyvern: respx.MockRouter, store: FakeStateStore, ti: FakeTaskInstance | None = None, **kwargs: Any
+) -> None:
     skyvern.post("/v1/run/tasks").respond(200, json=our_run("tsk_v2_1", "queued"))
     with pytest.raises(TaskDeferred):
-        operator(**kwargs).execute(make_context(store))
+        operator(**kwargs).execute(make_context(store, ti))
+
+
+def retrying() -> FakeTaskInstance:
+    """A try with retries left (the tag depends on max_tries, so every try of a test uses the same)."""
+    return FakeTaskInstance(max_tries=3)
 
 
 def test_the_submission_is_recorded_before_the_post_and_completed_after(skyvern: respx.MockRouter) -> None:
@@ -579,12 +586,12 @@ def test_a_remembered_run_that_cannot_be_read_fails_the_try_without_a_new_run(
 ) -> None:
     """Issue 7, 1: the earlier run's state is unknown, so no second run may start."""
     store = FakeStateStore()
-    first_try(skyvern, store)
+    first_try(skyvern, store, retrying())
     skyvern.get("/v1/runs/tsk_v2_1").mock(side_effect=answer if isinstance(answer, Exception) else None)
     if not isinstance(answer, Exception):
         skyvern.get("/v1/runs/tsk_v2_1").mock(return_value=answer)
     with pytest.raises(SkyvernError) as raised:
-        operator().execute(make_context(store))
+        operator().execute(make_context(store, retrying()))
     message = str(raised.value)
     assert message.startswith("Could not read Skyvern run tsk_v2_1 started by an earlier try (")
     assert message.endswith("not starting another run while that is unknown; the next try looks again")
@@ -700,7 +707,7 @@ def test_ambiguous_post_failure_with_no_run_listed_fails_without_resending(skyve
     post = skyvern.post("/v1/run/tasks").respond(502)
     store = FakeStateStore()
     with pytest.raises(SkyvernError) as raised:
-        operator().execute(make_context(store))
+        operator().execute(make_context(store, retrying()))
     settles = store.values[STATE_KEY]["since"] + SkyvernHook().settings.request_timeout + 120
     when = datetime.fromtimestamp(settles, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     assert str(raised.value) == (
@@ -714,13 +721,13 @@ def test_ambiguous_post_failure_with_no_run_listed_fails_without_resending(skyve
     with pytest.raises(
         SkyvernError, match=rf"^Could not tell yet whether an earlier try's submission .*before {when}, when"
     ):
-        operator().execute(make_context(store))  # the next try, soon after: still unknown
+        operator().execute(make_context(store, retrying()))  # the next try, soon after: still unknown
     assert post.call_count == 1
 
     store.values[STATE_KEY]["since"] -= 3600  # an hour later a run it created would be listed
     post.respond(200, json=our_run("tsk_v2_2", "queued"))
     with pytest.raises(TaskDeferred):
-        operator().execute(make_context(store))
+        operator().execute(make_context(store, retrying()))
     assert post.call_count == 2
 
 

@@ -412,9 +412,9 @@ def test_an_ambiguous_post_with_nothing_listed_fails_without_posting_again(skyve
     post = skyvern.post("/v1/run/agents").respond(502)
     store = FakeStateStore()
     with pytest.raises(SkyvernError, match="could not tell whether a Skyvern run was created"):
-        operator().execute(make_context(store))
+        operator().execute(make_context(store, FakeTaskInstance(max_tries=3)))
     with pytest.raises(SkyvernError, match=r"^Could not tell yet whether an earlier try's submission"):
-        operator().execute(make_context(store))
+        operator().execute(make_context(store, FakeTaskInstance(try_number=2, max_tries=3)))
     assert post.call_count == 1
 
 

@@ -86,8 +86,9 @@ def forgotten_by_retries(exc: RunStateUnknown, why: str) -> str:
     """``exc``'s message for a try no retry could follow up (``why``): it says to look and clear, not that the
     next try looks again (it would find nothing, and start a second run)."""
     message = str(exc)
-    for tail in (f"; {NOT_SUBMITTING}", f"; {NOT_SUBMITTING_BLIND}"):
-        message = message.removesuffix(tail)
+    cut = message.rfind("; not starting another run")  # every "what the next try does" tail starts so
+    if cut > 0:
+        message = message[:cut]
     return (
         f"{message}; {why}, so the task fails without retrying: look for it among Skyvern's runs, then clear "
         "the task to start a new one"

@@ -115,11 +115,11 @@ def test_an_unreadable_remembered_run_fails_the_try_and_starts_nothing(
     emulator: EmulatorServer, engine: str
 ) -> None:
     store = FakeStateStore()
-    first = _deferred_run_id(_operator(engine), make_context(store))
+    first = _deferred_run_id(_operator(engine), make_context(store, FakeTaskInstance(max_tries=3)))
     _fault(emulator, method="GET", path=f"/v1/runs/{first}", status=503)
 
     with pytest.raises(SkyvernError, match=rf"^Could not read Skyvern run {first} started by an earlier try"):
-        _operator(engine).execute(make_context(store))
+        _operator(engine).execute(make_context(store, FakeTaskInstance(try_number=2, max_tries=3)))
 
     assert len(_runs(emulator)) == 1
 
