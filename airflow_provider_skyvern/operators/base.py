@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from airflow_provider_skyvern.runs.claim import RunClaim
     from airflow_provider_skyvern.runs.events import RunEvent
     from airflow_provider_skyvern.runs.kinds import RunKind
-    from airflow_provider_skyvern.runs.ledger import SubmissionLedger
+    from airflow_provider_skyvern.runs.ledger import RunStateUnknown, SubmissionLedger
 
 
 class SkyvernRunFailedError(AirflowException):
@@ -192,7 +192,7 @@ class SkyvernRunOperatorBase(BaseOperator):
             run = claim.earlier_run()
         except RunStateUnknown as exc:  # already says what is known and what is not
             if _is_final_try(context):
-                raise self._last_try_unknown(context, claim, exc) from None
+                raise self._last_try_unknown(exc) from None
             raise
         except SkyvernError as exc:
             message = f"Looking for a Skyvern run an earlier try of this task started failed: {exc}"
@@ -303,22 +303,14 @@ class SkyvernRunOperatorBase(BaseOperator):
         except SkyvernError as exc:
             raise exc.reworded(f"Starting the Skyvern run failed: {exc}") from None
 
-    def _last_try_unknown(self, context: Any, claim: RunClaim, exc: Exception) -> AirflowFailException:
-        """No retry follows, so nobody would look again: a run recorded by id is canceled (cancel_on_kill);
-        the message says what is left to do, not that the next try looks."""
+    def _last_try_unknown(self, exc: RunStateUnknown) -> AirflowFailException:
+        """No retry follows, so nobody would look again: a run known by id but unreadable is canceled
+        (cancel_on_kill); the message says what is left to do, not that the next try looks."""
         from airflow_provider_skyvern.runs.claim import forgotten_by_retries
-        from airflow_provider_skyvern.runs.ledger import RunStateUnknown, SubmissionLedger
 
-        assert isinstance(exc, RunStateUnknown)
         message = forgotten_by_retries(exc, "this was the task's last try")
-        try:
-            record = SubmissionLedger(context).read()
-        except RunStateUnknown:
-            record = None
-        if record is not None and record.run_id and record.phase == "submitted" and self.cancel_on_kill:
-            message += (
-                f" (nobody will wait for run {record.run_id}: {self._cancel(record.run_id, read=False)})"
-            )
+        if exc.run_id is not None and self.cancel_on_kill:
+            message += f" (nobody will wait for run {exc.run_id}: {self._cancel(exc.run_id, read=False)})"
         return AirflowFailException(message)
 
     def _deadline(self, context: Any) -> tuple[float, str]:

@@ -255,7 +255,8 @@ class RunClaim:
                 ) from None
             except SkyvernError as exc:
                 raise RunStateUnknown(
-                    f"Could not read Skyvern run {record.run_id} started by an earlier try ({exc}); {NOT_SUBMITTING}"
+                    f"Could not read Skyvern run {record.run_id} started by an earlier try ({exc}); {NOT_SUBMITTING}",
+                    run_id=record.run_id,
                 ) from None
         if not record.findable:
             raise RunStateUnknown(
@@ -291,6 +292,15 @@ class RunClaim:
             "a try after then starts one if none is"
         )
 
+    def _read_tagged(self, run_id: str) -> RunResponse:
+        try:
+            return self.hook.get_run(run_id)
+        except SkyvernError as exc:
+            raise RunStateUnknown(
+                f"Could not read Skyvern run {run_id}, found by this task's tag ({exc}); {NOT_SUBMITTING}",
+                run_id=run_id,
+            ) from None
+
     def _by_tag(self, submission: Submission) -> RunResponse | None:
         """Airflow < 3.3 (no state store): a title-keeping run of this task instance, going or completed
         (a completed one whose result could not be handed on, or whose files could not be copied, is handed
@@ -303,7 +313,7 @@ class RunClaim:
             for item in self.finder.tagged(submission)
             if not item.status.is_terminal or item.status is RunStatus.completed
         ]
-        runs = [self.hook.get_run(item.run_id) for item in listed]
+        runs = [self._read_tagged(item.run_id) for item in listed]
         going = [run for run in runs if not run.is_terminal]
         for other in going:
             if not submission.describes(other):

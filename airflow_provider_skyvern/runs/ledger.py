@@ -74,6 +74,11 @@ class RunStateUnknown(SkyvernError):
 
     retryable = True
 
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        """The run this is about, when its id is known (it could not be read): the last try cancels it."""
+
 
 def _digest(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

@@ -183,3 +183,23 @@ def test_the_last_try_cancels_a_recorded_run_it_cannot_read_and_says_no_retry_fo
     assert "the next try" not in message
     assert message.endswith(f"(nobody will wait for run {run_id}: it was canceled)")
     assert [(r["run_id"], r["cancel_requests"]) for r in _runs(emulator)] == [(run_id, 1)]
+
+
+def test_before_airflow_3_3_the_last_try_cancels_its_tagged_run_it_cannot_read(
+    emulator: EmulatorServer,
+) -> None:
+    """Found by the fault search: no state store, a skyvern-1.0 run found by its tag but never readable: every
+    try failed "looking for it failed" and the last one left the run going."""
+    with pytest.raises(TaskDeferred) as first:
+        _operator(engine="skyvern_v1").execute(make_context(None, FakeTaskInstance(max_tries=1)))
+    rule = {"method": "GET", "path": "/v1/runs/*", "status": 500}
+    emulator.control.post("/_emulator/faults", json=[rule]).raise_for_status()
+    with pytest.raises(AirflowFailException) as raised:
+        _operator(engine="skyvern_v1").execute(
+            make_context(None, FakeTaskInstance(try_number=2, max_tries=1))
+        )
+    emulator.control.delete("/_emulator/faults").raise_for_status()
+    run_id = first.value.trigger.run_id
+    assert str(raised.value).startswith(f"Could not read Skyvern run {run_id}, found by this task's tag (")
+    assert str(raised.value).endswith(f"(nobody will wait for run {run_id}: it was canceled)")
+    assert [(r["run_id"], r["cancel_requests"]) for r in _runs(emulator)] == [(run_id, 1)]
