@@ -203,6 +203,8 @@ def test_the_scheduled_workflow_sends_its_templated_parameters_and_hands_on_its_
     assert "deferred" in observed.states(WORKFLOW)
     assert sent["workflow_id"] == "wpid_123456789"
     assert sent["parameters"]["report_date"] == day  # templated from the logical date
+    tag = sent["run_metadata"].pop("airflow")  # the task instance's tag, beside the user's keys
+    assert tag.startswith("airflow-")
     assert sent["run_metadata"] == {"source": "airflow", "dag": dag_id}
     assert run["run_request"]["parameters"] == sent["parameters"]  # echoed as Skyvern does
     assert xcom["return_value"] == run["output"]
