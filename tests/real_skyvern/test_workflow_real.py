@@ -17,7 +17,7 @@ from airflow_provider_skyvern.compat import TaskDeferred
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import WorkflowRunRequest
 from airflow_provider_skyvern.operators.task import SkyvernRunWorkflowOperator
-from airflow_provider_skyvern.runs.ledger import Submission
+from airflow_provider_skyvern.runs.ledger import STATE_KEY, Submission
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 from tests.conftest import FastClock, set_connection
 from tests.operator_support import FakeStateStore, make_context
@@ -75,7 +75,7 @@ def test_a_wait_workflow_runs_deferrable_to_completed(
     assert xcoms["block_outputs"] == {"pause": {"success": True}}
     assert (xcoms["status"], xcoms["attempt"], xcoms["run_id"]) == ("completed", 1, trigger.run_id)
     assert xcoms["app_url"].endswith(f"/runs/{trigger.run_id}")
-    record = context["task_state_store"].values["skyvern_submission"]  # kept: the return value push may fail
+    record = context["task_state_store"].values[STATE_KEY]  # kept: the return value push may fail
     assert (record["phase"], record["ended_status"], record["run_id"]) == (
         "ended",
         "completed",
