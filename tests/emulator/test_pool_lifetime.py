@@ -21,7 +21,8 @@ def open_fds() -> int:
 
 def live_loops() -> int:
     gc.collect()
-    return sum(isinstance(each, asyncio.AbstractEventLoop) for each in gc.get_objects())
+    # type(), not isinstance(): Airflow 3.0 keeps lazy proxies that import a module on any attribute lookup
+    return sum(issubclass(type(each), asyncio.AbstractEventLoop) for each in gc.get_objects())
 
 
 def _measure(hook: SkyvernHook, run_id: str) -> tuple[int, int]:
