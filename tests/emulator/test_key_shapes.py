@@ -144,7 +144,7 @@ def test_the_trimmed_key_is_registered_with_the_log_masker(
     emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Airflow masks the password as stored ("...\\n"), which does not match the key as sent."""
-    from airflow.sdk.log import redact
+    from airflow.providers.common.compat.sdk import redact
 
     key = "sk-masked-ONLY-55aa01"  # no other test registers it
     set_connection(monkeypatch, host=emulator.base_url, password=key + "\n")
@@ -158,7 +158,7 @@ def test_the_trimmed_key_is_registered_with_the_log_masker(
 def test_the_trimmed_key_is_registered_with_the_log_masker_from_the_event_loop(
     emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow.sdk.log import redact
+    from airflow.providers.common.compat.sdk import redact
 
     key = "sk-masked-ASYNC-66bb02"
     set_connection(monkeypatch, host=emulator.base_url, password=" " + key)
