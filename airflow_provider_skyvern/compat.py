@@ -16,7 +16,6 @@ from airflow.providers.common.compat.sdk import (
     AirflowSensorTimeout,
     AirflowSkipException,
     BaseHook,
-    TaskDeferred,
     conf,
     mask_secret,
 )
@@ -30,7 +29,6 @@ __all__ = [
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "BaseHook",
-    "TaskDeferred",
     "amask_secret",
     "conf",
     "mask_secret",

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 import respx
+from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_skyvern.compat import TaskDeferred
 from airflow_provider_skyvern.links.skyvern import SkyvernRunLink
 from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 from tests.conftest import BASE_URL

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 import respx
+from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_skyvern.compat import AirflowFailException, TaskDeferred
+from airflow_provider_skyvern.compat import AirflowFailException
 from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.operators.task import SkyvernRunFailedError, SkyvernRunTaskOperator
 from airflow_provider_skyvern.runs.ledger import STATE_KEY

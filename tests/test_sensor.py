@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow_provider_skyvern.compat import (
     AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
-    TaskDeferred,
 )
 from airflow_provider_skyvern.runs.events import RunEvent
 from airflow_provider_skyvern.sensors.skyvern import SkyvernRunSensor

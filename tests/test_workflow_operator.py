@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_skyvern.compat import AirflowFailException, TaskDeferred
+from airflow_provider_skyvern.compat import AirflowFailException
 from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.operators.task import SkyvernRunFailedError, SkyvernRunWorkflowOperator
 from airflow_provider_skyvern.runs.events import RunEvent

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_skyvern.compat import AirflowFailException, TaskDeferred
+from airflow_provider_skyvern.compat import AirflowFailException
 from airflow_provider_skyvern.emulator.server import EmulatorServer
 from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator

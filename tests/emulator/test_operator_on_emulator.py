@@ -10,8 +10,8 @@ import time
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_skyvern.compat import TaskDeferred
 from airflow_provider_skyvern.emulator.server import EmulatorServer
 from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.operators.task import SkyvernRunFailedError, SkyvernRunTaskOperator

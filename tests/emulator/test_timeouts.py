@@ -10,8 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_skyvern.compat import TaskDeferred
 from airflow_provider_skyvern.emulator.server import EmulatorServer
 from airflow_provider_skyvern.exceptions import SkyvernTransportError
 from airflow_provider_skyvern.hooks.skyvern import KILL_CANCEL_TIMEOUT, SkyvernHook

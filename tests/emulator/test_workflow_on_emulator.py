@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_skyvern.compat import TaskDeferred
 from airflow_provider_skyvern.emulator.server import EmulatorServer
 from airflow_provider_skyvern.operators.task import SkyvernRunWorkflowOperator
 from airflow_provider_skyvern.runs.events import RunEvent

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_skyvern.compat import TaskDeferred
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import TaskRunRequest
 from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator

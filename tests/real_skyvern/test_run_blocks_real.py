@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_skyvern.compat import AirflowFailException, TaskDeferred
+from airflow_provider_skyvern.compat import AirflowFailException
 from airflow_provider_skyvern.operators.browser_session import (
     SkyvernCloseBrowserSessionOperator,
     SkyvernCreateBrowserSessionOperator,

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_provider_skyvern.compat import AirflowFailException, TaskDeferred
+from airflow_provider_skyvern.compat import AirflowFailException
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 
 
