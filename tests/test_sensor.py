@@ -330,10 +330,39 @@ def test_a_terminal_event_reads_the_run_and_pushes_its_xcoms(skyvern: respx.Mock
     assert context["ti"].xcoms["status"] == "failed"
 
 
-def test_an_event_for_another_run_fails_closed(skyvern: respx.MockRouter) -> None:
-    event = RunEvent("terminal", "wr_2", "completed", 4).to_payload()
-    with pytest.raises(Exception, match="names run 'wr_2', expected 'wr_1'"):
-        sensor(deferrable=True).execute_complete(make_context(), event)
+@pytest.mark.parametrize("kind", ["terminal", "deadline", "error"])
+def test_an_earlier_triggers_event_about_another_run_waits_again_until_the_same_deadline(
+    skyvern: respx.MockRouter, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A clear while deferred (SQLite reuses the deleted trigger's id): the old trigger's event reaches this
+    try; it must neither fail the sensor nor end it on another run's status, nor cancel anything."""
+    reads = skyvern.get(RUN).respond(200, json=workflow_run("wr_1", "running"))
+    cancels = skyvern.post("/v1/runs/wr_2/cancel").respond(200, json={})
+    event = RunEvent(kind, "wr_2", "completed" if kind == "terminal" else None).to_payload()  # type: ignore[arg-type]
+    deadline = time.time() + 120
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(deferrable=True, timeout=600, cancel_on_timeout=True).execute_complete(
+            make_context(), event, deadline=deadline
+        )
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, SkyvernRunTrigger)
+    assert (trigger.run_id, trigger.deadline) == ("wr_1", deadline)
+    assert deferred.value.kwargs == {"deadline": deadline}
+    assert deferred.value.timeout is not None
+    assert deferred.value.timeout <= timedelta(seconds=120 + 60)
+    log = capsys.readouterr().out
+    assert "Event about Skyvern run wr_2 (" in log
+    assert "this try waits for run wr_1: waiting for it again" in log
+    assert (reads.call_count, cancels.call_count) == (0, 0)
+
+
+def test_the_deferral_carries_its_deadline_to_execute_complete(skyvern: respx.MockRouter) -> None:
+    skyvern.get(RUN).respond(200, json=workflow_run("wr_1", "running"))
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(deferrable=True, timeout=600).execute(make_context())
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, SkyvernRunTrigger)
+    assert deferred.value.kwargs == {"deadline": trigger.deadline}
 
 
 # ---- the trigger ends the task itself ------------------------------------------------------------------

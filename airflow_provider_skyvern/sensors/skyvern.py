@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Collection, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -193,7 +193,6 @@ class SkyvernRunSensor(BaseSensorOperator):
         if not self.deferrable:
             self._started = self._wait_started(context)
             return super().execute(context)
-        from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 
         event, run = self._look(self._watch(None))
         try:
@@ -204,10 +203,17 @@ class SkyvernRunSensor(BaseSensorOperator):
         except AirflowFailException as exc:
             self._skip_if_asked(exc)
             raise
+        now = self.hook.clock.time()
+        self._defer_until(now + self.timeout, now)
+
+    def _defer_until(self, deadline: float, now: float | None = None) -> None:
+        from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
+
+        left = max(deadline - (self.hook.clock.time() if now is None else now), 0.0)
         self.defer(
             trigger=SkyvernRunTrigger(
                 run_id=self.run_id,
-                deadline=self.hook.clock.time() + self.timeout,
+                deadline=deadline,
                 poll_interval=self.poke_interval,
                 skyvern_conn_id=self.skyvern_conn_id,
                 cancel_on_kill=self.cancel_on_kill,
@@ -215,14 +221,28 @@ class SkyvernRunSensor(BaseSensorOperator):
                 succeed_on=self._succeed_in_triggerer,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
+            kwargs={"deadline": deadline},
+            timeout=timedelta(seconds=left) + DEFERRAL_GRACE,
         )
 
-    def execute_complete(self, context: Any, event: Any = None) -> Any:
-        """The trigger's event: a final status the trigger did not end the task for, a timeout, an error."""
+    def execute_complete(self, context: Any, event: Any = None, deadline: float | None = None) -> Any:
+        """The trigger's event: a final status the trigger did not end the task for, a timeout, an error.
+
+        :param deadline: when the wait ends (Unix time), as this try deferred it."""
         from airflow_provider_skyvern.runs.events import RunEvent
 
-        parsed = RunEvent.from_payload(event, expected_run_id=self.run_id)
+        parsed = RunEvent.from_payload(event)
+        if parsed.run_id != self.run_id:
+            # An earlier trigger's event (the sensor, or the task its run_id comes from, was cleared while it
+            # waited; SQLite reuses a deleted trigger's id): this try's run still needs waiting for.
+            self.log.warning(
+                "Event about Skyvern run %s (%s) comes from an earlier try's trigger; this try waits for run "
+                "%s: waiting for it again",
+                parsed.run_id,
+                parsed.kind,
+                self.run_id,
+            )
+            self._defer_until(deadline if deadline is not None else self._started_deadline(context))
         if parsed.kind == "terminal":
             run = self.hook.get_run(self.run_id)  # fresh presigned URLs
             if not run.is_terminal:
@@ -235,6 +255,12 @@ class SkyvernRunSensor(BaseSensorOperator):
         raise SkyvernRunSensorError(
             f"Stopped waiting for Skyvern run {self.run_id}: {parsed.message}; the run is left going"
         )
+
+    def _started_deadline(self, context: Any) -> float:
+        """``start_from_trigger`` keeps no deadline of its own: ``timeout`` from when the try started."""
+        started = getattr(context["ti"], "start_date", None)
+        since = started.timestamp() if isinstance(started, datetime) else self.hook.clock.time()
+        return since + self.timeout
 
     def resume_execution(self, next_method: str, next_kwargs: dict[str, Any] | None, context: Any) -> Any:
         """Airflow's own deferral timeout (the scheduler's backstop) cancels the run too, when asked."""
