@@ -26,7 +26,10 @@ PROMPT = "Extract the top 3 products"
 URL = "https://example.com/products"
 WPID = "wpid_123"
 PARAMETERS = {"report_date": "2026-11-30"}
-FIRST, SECOND = FakeTaskInstance(dag_id="first_dag"), FakeTaskInstance(dag_id="second_dag")
+FIRST, SECOND = (
+    FakeTaskInstance(dag_id="first_dag", max_tries=3),
+    FakeTaskInstance(dag_id="second_dag", max_tries=3),
+)
 
 
 @pytest.fixture
@@ -78,8 +81,8 @@ def test_a_second_dags_lost_v2_post_does_not_adopt_the_first_dags_run(skyvern: r
         v2_operator().execute(make_context(store, SECOND))
     assert str(raised.value) == (
         "Skyvern POST /v1/run/tasks -> HTTP 502: empty body; could not tell whether a Skyvern run was created: "
-        f"none matching this request is listed yet; not starting another run before {when(store)}, when a run "
-        "it created would be listed; a try after then starts one if none is"
+        f"none matching this request is listed yet, and one it created would be listed by {when(store)}; not "
+        "starting another run before then; a try after then starts one if none is listed"
     )
     assert store.values[STATE_KEY]["run_id"] is None  # nothing adopted
     assert (post.call_count, first.call_count) == (1, 0)  # the other DAG's run is not even read
@@ -256,7 +259,9 @@ def test_a_post_that_never_left_this_machine_needs_no_settle_window(skyvern: res
     assert store.values == {}
     post.mock(side_effect=None).respond(200, json=task_run("tsk_v2_1", "queued", run_request=task_echo()))
     with pytest.raises(TaskDeferred):
-        v2_operator().execute(make_context(store, FakeTaskInstance(dag_id="second_dag", try_number=2)))
+        v2_operator().execute(
+            make_context(store, FakeTaskInstance(dag_id="second_dag", try_number=2, max_tries=3))
+        )
     assert post.call_count == 4 + 1  # try 1: 4 refused attempts (max_retries 3, never sent); try 2: one
 
 

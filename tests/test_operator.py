@@ -713,14 +713,15 @@ def test_ambiguous_post_failure_with_no_run_listed_fails_without_resending(skyve
     when = datetime.fromtimestamp(settles, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     assert str(raised.value) == (
         "Skyvern POST /v1/run/tasks -> HTTP 502: empty body; could not tell whether a Skyvern run was "
-        f"created: none matching this request is listed yet; not starting another run before {when}, when "
-        "a run it created would be listed; a try after then starts one if none is"
+        f"created: none matching this request is listed yet, and one it created would be listed by {when}; "
+        "not starting another run before then; a try after then starts one if none is listed"
     )
     assert post.call_count == 1
     assert store.values[STATE_KEY]["run_id"] is None  # a submission in flight, for the next try
 
     with pytest.raises(
-        SkyvernError, match=rf"^Could not tell yet whether an earlier try's submission .*before {when}, when"
+        SkyvernError,
+        match=rf"^Could not tell yet whether an earlier try's submission .*would be listed by {when}; not starting",
     ):
         operator().execute(make_context(store, retrying()))  # the next try, soon after: still unknown
     assert post.call_count == 1
@@ -736,9 +737,33 @@ def test_a_failed_lookup_after_an_ambiguous_post_fails_the_try(skyvern: respx.Mo
     skyvern.post("/v1/run/tasks").mock(side_effect=httpx.ReadTimeout("timed out"))
     skyvern.get("/v1/runs").respond(503)
     with pytest.raises(
-        SkyvernError, match=r"could not tell whether a Skyvern run was created: looking for it"
-    ):
-        operator().execute(make_context(FakeStateStore()))
+        SkyvernError,
+        match=r"could not tell whether a Skyvern run was created: looking for it.*the next try looks",
+    ) as raised:
+        operator().execute(make_context(FakeStateStore(), retrying()))
+    assert not isinstance(raised.value, AirflowFailException)  # Airflow retries
+
+
+@pytest.mark.parametrize("lookup", [503, 200])
+def test_on_the_last_try_a_lost_answer_says_what_to_do_not_what_a_next_try_does(
+    skyvern: respx.MockRouter, lookup: int
+) -> None:
+    """No try follows the last one: the message must not promise that one looks again or starts a run."""
+    skyvern.post("/v1/run/tasks").mock(side_effect=httpx.ReadTimeout("timed out"))
+    skyvern.get("/v1/runs").respond(lookup, json=[])
+    with pytest.raises(AirflowFailException) as raised:
+        operator().execute(make_context(FakeStateStore(), FakeTaskInstance(try_number=4, max_tries=3)))
+    message = str(raised.value)
+    known = (
+        "looking for it failed" if lookup == 503 else "none matching this request is listed yet, and one it"
+    )
+    assert f"could not tell whether a Skyvern run was created: {known}" in message
+    assert message.endswith(
+        "; this was the task's last try, so the task fails without retrying: look for it among Skyvern's runs, "
+        "then clear the task to start a new one"
+    )
+    assert "next try" not in message
+    assert "a try after" not in message
 
 
 def test_a_post_refused_before_any_work_forgets_the_submission(skyvern: respx.MockRouter) -> None:
@@ -755,10 +780,10 @@ def test_reattach_false_says_it_cannot_tell_after_an_ambiguous_failure(skyvern: 
     """No retry follows (it would start a second run): the message is true about what happens next."""
     skyvern.post("/v1/run/tasks").respond(500, json={"error": "boom"})
     with pytest.raises(AirflowFailException) as raised:
-        operator(reattach=False).execute(make_context(FakeStateStore()))
+        operator(reattach=False).execute(make_context(FakeStateStore(), retrying()))
     assert str(raised.value) == (
-        "Skyvern POST /v1/run/tasks -> HTTP 500: boom; could not tell whether a Skyvern run was created "
-        "(reattach=False: not looking for it); with reattach=False no retry looks for it, so the task fails "
+        "Skyvern POST /v1/run/tasks -> HTTP 500: boom; could not tell whether a Skyvern run was created; "
+        "with reattach=False no retry looks for it, so the task fails "
         "without retrying: look for it among Skyvern's runs, then clear the task to start a new one"
     )
 

@@ -282,7 +282,9 @@ def test_a_clear_after_a_lost_answer_starts_a_new_run(skyvern: respx.MockRouter)
         side_effect=[httpx.Response(502), httpx.Response(200, json=run("wr_3", "queued"))]
     )
     store = FakeStateStore()
-    with pytest.raises(SkyvernError, match="could not tell"):
+    with pytest.raises(
+        AirflowFailException, match=r"could not tell.*last try.*clear the task to start a new one"
+    ):
         download().execute(make_context(store, FakeTaskInstance(task_id="download", max_tries=0)))
     cleared = FakeTaskInstance(task_id="download", max_tries=1)  # a clear raises max_tries
     with pytest.raises(TaskDeferred) as deferred:
@@ -295,7 +297,7 @@ def test_without_a_state_store_a_lost_answer_still_says_it_could_not_tell(skyver
     """Airflow < 3.3: a retry would find nothing and start a second run, so none follows, and it says so."""
     skyvern.post("/v1/run/tasks/login").respond(503, json={"detail": "upstream gone"})
     with pytest.raises(AirflowFailException) as raised:
-        login().execute(make_context())
+        login().execute(make_context(ti=FakeTaskInstance(task_id="log_in", max_tries=3)))
     message = str(raised.value)
     assert "could not tell whether a Skyvern run was created" in message
     assert "the next try" not in message

@@ -191,9 +191,10 @@ class SkyvernRunOperatorBase(BaseOperator):
         try:
             run = claim.earlier_run()
         except RunStateUnknown as exc:  # already says what is known and what is not
-            if _is_final_try(context):
-                raise self._last_try_unknown(exc) from None
-            raise
+            why = claim.why_no_retry_finds
+            if why is None:
+                raise
+            raise self._unknown_for_good(exc, why) from None
         except SkyvernError as exc:
             message = f"Looking for a Skyvern run an earlier try of this task started failed: {exc}"
             raise exc.reworded(message) from None
@@ -283,7 +284,6 @@ class SkyvernRunOperatorBase(BaseOperator):
     # ---- steps ----------------------------------------------------------------------------------------
 
     def _submit(self, claim: RunClaim) -> RunResponse:
-        from airflow_provider_skyvern.runs.claim import forgotten_by_retries
         from airflow_provider_skyvern.runs.ledger import RunStateUnknown
 
         try:
@@ -296,19 +296,17 @@ class SkyvernRunOperatorBase(BaseOperator):
             # a workflow, credential, session or profile the request names does not exist: no retry helps
             raise AirflowFailException(f"Skyvern refused to start the run: {exc}") from None
         except RunStateUnknown as exc:
-            why = claim.why_retries_cannot_find
+            why = claim.why_no_retry_finds
             if why is None:
                 raise
-            raise AirflowFailException(forgotten_by_retries(exc, why)) from None
+            raise AirflowFailException(exc.without_retry(why)) from None
         except SkyvernError as exc:
             raise exc.reworded(f"Starting the Skyvern run failed: {exc}") from None
 
-    def _last_try_unknown(self, exc: RunStateUnknown) -> AirflowFailException:
-        """No retry follows, so nobody would look again: a run known by id but unreadable is canceled
-        (cancel_on_kill); the message says what is left to do, not that the next try looks."""
-        from airflow_provider_skyvern.runs.claim import forgotten_by_retries
-
-        message = forgotten_by_retries(exc, "this was the task's last try")
+    def _unknown_for_good(self, exc: RunStateUnknown, why: str) -> AirflowFailException:
+        """No later try would look again (``why``): a run known by id but unreadable is canceled
+        (cancel_on_kill); the message says what is left to do, not what the next try does."""
+        message = exc.without_retry(why)
         if exc.run_id is not None and self.cancel_on_kill:
             message += f" (nobody will wait for run {exc.run_id}: {self._cancel(exc.run_id, read=False)})"
         return AirflowFailException(message)
@@ -388,9 +386,15 @@ class SkyvernRunOperatorBase(BaseOperator):
 
     def _next_try_can_reattach(self, context: Any, ledger: SubmissionLedger) -> bool:
         """A retry follows and will find this run: by the state store, or (Airflow < 3.3) by its tag."""
-        if not self.reattach or _is_final_try(context):
-            return False
-        return ledger.available or self._run_kind().keeps_title
+        from airflow_provider_skyvern.runs.claim import why_no_retry_finds
+
+        keeps_title = self._run_kind().keeps_title
+        return (
+            why_no_retry_finds(
+                context, reattach=self.reattach, keeps_title=keeps_title, store=ledger.available
+            )
+            is None
+        )
 
     def _push(self, context: Any, values: dict[str, Any]) -> None:
         """Explicit XComs follow ``do_xcom_push`` like the return value does."""
@@ -480,10 +484,3 @@ def _status_of(run: RunResponse) -> str:
     """A terminal status with an automatic retry still to come reads as such, not as final."""
     pending = getattr(run, "retry_pending", None) and run.status.is_terminal
     return f"{run.status.value} with a retry pending" if pending else run.status.value
-
-
-def _is_final_try(context: Any) -> bool:
-    """No retry follows this try (Airflow retries while ``try_number <= max_tries``)."""
-    ti = context["ti"]
-    try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
-    return not (isinstance(try_number, int) and isinstance(max_tries, int) and try_number <= max_tries)

@@ -35,6 +35,7 @@ KILL_WAIT_SECONDS = 3.0
 """How long ``on_kill`` waits for an in-flight POST's answer: inside the 5 s Airflow's supervisor allows
 between SIGTERM and SIGKILL, with room for the cancel."""
 NOT_SUBMITTING = "not starting another run while that is unknown; the next try looks again"
+SETTLED_NEXT_STEP = "a try after then starts one if none is listed"
 NOT_SUBMITTING_BLIND = (
     "not starting another run, which could be a second one: look for it among Skyvern's runs, then clear "
     "the task to start a new run"
@@ -82,17 +83,23 @@ def cancel_at_once(hook: SkyvernHook, run_id: str, log: Any) -> None:
         log.info("Canceled Skyvern run %s", run_id)
 
 
-def forgotten_by_retries(exc: RunStateUnknown, why: str) -> str:
-    """``exc``'s message for a try no retry could follow up (``why``): it says to look and clear, not that the
-    next try looks again (it would find nothing, and start a second run)."""
-    message = str(exc)
-    cut = message.rfind("; not starting another run")  # every "what the next try does" tail starts so
-    if cut > 0:
-        message = message[:cut]
-    return (
-        f"{message}; {why}, so the task fails without retrying: look for it among Skyvern's runs, then clear "
-        "the task to start a new one"
-    )
+def is_final_try(context: Any) -> bool:
+    """No retry follows this try (Airflow retries while ``try_number <= max_tries``)."""
+    ti = context["ti"]
+    try_number, max_tries = getattr(ti, "try_number", None), getattr(ti, "max_tries", None)
+    return not (isinstance(try_number, int) and isinstance(max_tries, int) and try_number <= max_tries)
+
+
+def why_no_retry_finds(context: Any, *, reattach: bool, keeps_title: bool, store: bool) -> str | None:
+    """Why no later try would find this try's run, for the one message that says what to do instead; None
+    when a retry follows and finds it (by the state store's record, or by the title's tag)."""
+    if is_final_try(context):
+        return "this was the task's last try"
+    if not reattach:
+        return "with reattach=False no retry looks for it"
+    if store or keeps_title:
+        return None
+    return "without Airflow 3.3's task state store no retry could find that run"
 
 
 class KilledWhileStarting(AirflowException):
@@ -130,6 +137,7 @@ class RunClaim:
         self._killed = False
         self._cancels: dict[str, threading.Event] = {}
         self.cancel_abandoned = cancel_abandoned
+        self._context = context
         ti = context["ti"]
         tag = run_tag(context)
         self.submission: Submission = kind.submission(tag)
@@ -235,7 +243,7 @@ class RunClaim:
             except SkyvernNotFoundError as exc:
                 if exc.no_such_endpoint:
                     raise RunStateUnknown(
-                        f"Could not read Skyvern run {record.run_id} ({exc}); {NOT_SUBMITTING}"
+                        f"Could not read Skyvern run {record.run_id} ({exc})", next_step=NOT_SUBMITTING
                     ) from None
                 if not mine:
                     self.log.warning(
@@ -249,31 +257,35 @@ class RunClaim:
                 raise RunStateUnknown(
                     f"Skyvern run {record.run_id} started by an earlier try is not found at "
                     f"{self.hook.settings.base_url} ({exc}): the connection may now point at another "
-                    "organisation or server, or the run was deleted. Not starting a second run while it may "
-                    "exist elsewhere: point the connection back to let the next try reattach, or clear the "
-                    "task to start a new run"
+                    "organisation or server, or the run was deleted",
+                    next_step="not starting a second run while it may exist elsewhere: point the connection "
+                    "back to let the next try reattach, or clear the task to start a new run",
                 ) from None
             except SkyvernError as exc:
                 raise RunStateUnknown(
-                    f"Could not read Skyvern run {record.run_id} started by an earlier try ({exc}); {NOT_SUBMITTING}",
+                    f"Could not read Skyvern run {record.run_id} started by an earlier try ({exc})",
+                    next_step=NOT_SUBMITTING,
                     run_id=record.run_id,
                 ) from None
         if not record.findable:
             raise RunStateUnknown(
                 f"Could not tell whether an earlier try's submission ({_when(record.since)}) created a "
-                f"Skyvern run: {UNRECOGNISABLE}; {NOT_SUBMITTING_BLIND}"
+                f"Skyvern run: {UNRECOGNISABLE}",
+                next_step=NOT_SUBMITTING_BLIND,
             )
         try:
             found = self.finder.created_by(record)
         except RunStateUnknown as unknown:
             raise RunStateUnknown(
                 f"Could not tell whether an earlier try's submission ({_when(record.since)}) created a "
-                f"Skyvern run: {unknown}; {NOT_SUBMITTING}"
+                f"Skyvern run: {unknown}",
+                next_step=NOT_SUBMITTING,
             ) from None
         except SkyvernError as exc:
             raise RunStateUnknown(
                 f"An earlier try's submission ({_when(record.since)}) may have created a Skyvern run, and "
-                f"looking for it failed ({exc}); {NOT_SUBMITTING}"
+                f"looking for it failed ({exc})",
+                next_step=NOT_SUBMITTING,
             ) from None
         if found is not None:
             return found
@@ -282,22 +294,21 @@ class RunClaim:
             return None
         raise RunStateUnknown(
             f"Could not tell yet whether an earlier try's submission ({_when(record.since)}) created a "
-            f"Skyvern run: none is listed so far; {self._settle_note(record)}"
+            f"Skyvern run: none is listed so far, {self._settle_note(record)}",
+            next_step=f"not starting another run before then; {SETTLED_NEXT_STEP}",
         )
 
     def _settle_note(self, record: Submission) -> str:
         settles = self.finder.settles_at(record, self.hook.settings.request_timeout)
-        return (
-            f"not starting another run before {_when(settles)}, when a run it created would be listed; "
-            "a try after then starts one if none is"
-        )
+        return f"and one it created would be listed by {_when(settles)}"
 
     def _read_tagged(self, run_id: str) -> RunResponse:
         try:
             return self.hook.get_run(run_id)
         except SkyvernError as exc:
             raise RunStateUnknown(
-                f"Could not read Skyvern run {run_id}, found by this task's tag ({exc}); {NOT_SUBMITTING}",
+                f"Could not read Skyvern run {run_id}, found by this task's tag ({exc})",
+                next_step=NOT_SUBMITTING,
                 run_id=run_id,
             ) from None
 
@@ -427,35 +438,35 @@ class RunClaim:
         return self.submission.run_id
 
     @property
-    def why_retries_cannot_find(self) -> str | None:
-        """Why no later try could find this try's run (None: by the state store's record, or the title's tag)."""
-        if not self.reattach:
-            return "with reattach=False no retry looks for it"
-        if self.ledger.available or self.kind.keeps_title:
-            return None
-        return "without Airflow 3.3's task state store no retry could find that run"
+    def why_no_retry_finds(self) -> str | None:
+        """Why no later try would find this try's run (None: one follows and finds it)."""
+        return why_no_retry_finds(
+            self._context,
+            reattach=self.reattach,
+            keeps_title=self.kind.keeps_title,
+            store=self.ledger.available,
+        )
 
     def _after_ambiguous_failure(self, exc: SkyvernError) -> RunResponse:
         if not self.reattach:
-            raise RunStateUnknown(
-                f"{exc}; could not tell whether a Skyvern run was created (reattach=False: not looking for it)"
-            ) from None
+            raise RunStateUnknown(f"{exc}; could not tell whether a Skyvern run was created") from None
         try:
             found = self.finder.reconcile(self.submission)
         except RunStateUnknown as unknown:  # nothing could find the run: say so, not that looking failed
             raise RunStateUnknown(
-                f"{exc}; could not tell whether a Skyvern run was created: {unknown}; "
-                f"{NOT_SUBMITTING if self.submission.findable else NOT_SUBMITTING_BLIND}"
+                f"{exc}; could not tell whether a Skyvern run was created: {unknown}",
+                next_step=NOT_SUBMITTING if self.submission.findable else NOT_SUBMITTING_BLIND,
             ) from None
         except SkyvernError as lookup:
             raise RunStateUnknown(
-                f"{exc}; could not tell whether a Skyvern run was created: looking for it failed ({lookup}); "
-                f"{NOT_SUBMITTING}"
+                f"{exc}; could not tell whether a Skyvern run was created: looking for it failed ({lookup})",
+                next_step=NOT_SUBMITTING,
             ) from None
         if found is None:
             raise RunStateUnknown(
                 f"{exc}; could not tell whether a Skyvern run was created: none matching this request is "
-                f"listed yet; {self._settle_note(self.submission)}"
+                f"listed yet, {self._settle_note(self.submission)}",
+                next_step=f"not starting another run before then; {SETTLED_NEXT_STEP}",
             ) from None
         self.log.warning(
             "Skyvern answered '%s' but created run %s: adopting it instead of submitting again",

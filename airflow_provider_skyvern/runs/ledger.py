@@ -74,10 +74,21 @@ class RunStateUnknown(SkyvernError):
 
     retryable = True
 
-    def __init__(self, message: str, *, run_id: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, known: str, *, next_step: str | None = None, run_id: str | None = None) -> None:
+        super().__init__(f"{known}; {next_step}" if next_step else known)
+        self.known = known
+        """What is known and what is not, without what a later try does about it."""
+        self.next_step = next_step
         self.run_id = run_id
         """The run this is about, when its id is known (it could not be read): the last try cancels it."""
+
+    def without_retry(self, why: str) -> str:
+        """The message for a try no later try follows up (``why``): it says to look and clear, not what the
+        next try would do (there is none, or it would find nothing and start a second run)."""
+        return (
+            f"{self.known}; {why}, so the task fails without retrying: look for it among Skyvern's runs, then "
+            "clear the task to start a new one"
+        )
 
 
 def _digest(value: Any) -> str:

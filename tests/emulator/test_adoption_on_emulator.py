@@ -45,18 +45,20 @@ def test_a_second_dags_lost_v2_post_does_not_adopt_the_first_dags_run(
             deferrable=True,
         )
 
-    first = _run_id(operator(), make_context(FakeStateStore(), FakeTaskInstance(dag_id="first_dag")))
+    first = _run_id(
+        operator(), make_context(FakeStateStore(), FakeTaskInstance(dag_id="first_dag", max_tries=3))
+    )
     clock.advance(10)  # the second DAG's POST comes 10 s later (server time, the one created_at is in)
     _proxy_502_on_next(emulator, "/v1/run/tasks")
     store = FakeStateStore()
     with pytest.raises(SkyvernError) as raised:
-        operator().execute(make_context(store, FakeTaskInstance(dag_id="second_dag")))
+        operator().execute(make_context(store, FakeTaskInstance(dag_id="second_dag", max_tries=3)))
 
     assert (
-        "could not tell whether a Skyvern run was created: none matching this request is listed yet; "
+        "could not tell whether a Skyvern run was created: none matching this request is listed yet, and one "
         in str(raised.value)
     )
-    assert "not starting another run before " in str(raised.value)
+    assert "; not starting another run before then" in str(raised.value)
     assert store.values[STATE_KEY]["run_id"] is None
     assert [run["run_id"] for run in _runs(emulator)] == [first]
 
@@ -69,11 +71,13 @@ def test_a_second_dags_lost_workflow_post_does_not_adopt_the_first_dags_run_even
             task_id="report", workflow_id="wpid_42", parameters={"report_date": "2026-11-30"}, deferrable=True
         )
 
-    first = _run_id(operator(), make_context(FakeStateStore(), FakeTaskInstance(dag_id="first_dag")))
+    first = _run_id(
+        operator(), make_context(FakeStateStore(), FakeTaskInstance(dag_id="first_dag", max_tries=3))
+    )
     _proxy_502_on_next(emulator, "/v1/run/agents")  # no time passes: only the tag tells them apart
     store = FakeStateStore()
     with pytest.raises(SkyvernError, match="could not tell whether a Skyvern run was created: none matching"):
-        operator().execute(make_context(store, FakeTaskInstance(dag_id="second_dag")))
+        operator().execute(make_context(store, FakeTaskInstance(dag_id="second_dag", max_tries=3)))
     assert store.values[STATE_KEY]["run_id"] is None
     assert [run["run_id"] for run in _runs(emulator)] == [first]
     lists = [

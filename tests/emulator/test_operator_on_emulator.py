@@ -207,11 +207,11 @@ def test_a_run_that_appears_late_is_adopted_by_a_later_try(
     )
 
     with pytest.raises(SkyvernError, match="could not tell whether a Skyvern run was created"):
-        slow.execute(make_context(store))
+        slow.execute(make_context(store, FakeTaskInstance(max_tries=3)))
     assert store.values[STATE_KEY]["run_id"] is None
     _wait_for_runs(emulator, 1)
 
-    adopted = _deferred_run_id(slow, make_context(store, FakeTaskInstance(try_number=2)))
+    adopted = _deferred_run_id(slow, make_context(store, FakeTaskInstance(try_number=2, max_tries=3)))
 
     (run,) = _runs(emulator)
     assert adopted == run["run_id"]
