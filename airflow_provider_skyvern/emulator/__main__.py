@@ -43,6 +43,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--run-seconds", type=float, default=10.0, help="how long a run takes (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault dice")
     parser.add_argument(
+        "--max-concurrent-runs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Skyvern Cloud's plan limit (Free 1, Hobby 10, Pro 25): runs beyond N wait queued (default: none)",
+    )
+    parser.add_argument(
         "--workflow",
         action="append",
         default=[],
@@ -92,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         api_key=args.api_key,
         run_seconds=args.run_seconds,
         seed=args.seed,
+        max_concurrent_runs=args.max_concurrent_runs,
         workflows=(*KNOWN_WORKFLOWS, *args.workflow),
     )
     app, state = create_app(settings)

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import httpx
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, HttpUrl, ValidationError
+from pydantic import BaseModel, Field, HttpUrl, ValidationError
 from starlette.concurrency import iterate_in_threadpool
 
 from airflow_provider_skyvern import __version__
@@ -73,6 +73,10 @@ def _validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
 def _first_url(text: str) -> str | None:
     match = _URL_IN_TEXT.search(text)
     return str(HttpUrl(match.group(0))) if match else None
+
+
+class ConcurrencyLimit(BaseModel):
+    max_concurrent_runs: int | None = Field(default=None, ge=1)
 
 
 def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
@@ -210,6 +214,7 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
                 state.new_id(prefix), run_type, wire, Lifecycle(plan, state.now()), block, workflow
             )
             state.runs[run.run_id] = run
+            state.admit()
         return run
 
     v1 = [Depends(authorized)]
@@ -324,6 +329,7 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
                     400, f"Invalid task status transition from {current.status} to canceled for {run_id}"
                 )
             run.lifecycle.canceled_at = state.now()
+            state.admit()
 
     @api.get("/v1/runs/{run_id}/timeline", dependencies=v1)
     async def timeline(run_id: str) -> list[dict[str, Any]]:
@@ -552,6 +558,14 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
     async def clear_faults() -> dict[str, Any]:
         state.faults.clear()
         return {"faults": []}
+
+    @api.put("/_emulator/concurrency")
+    async def set_concurrency(limit: ConcurrencyLimit) -> dict[str, Any]:
+        """The organisation's concurrent-run limit (Skyvern Cloud's plan), from now on; null: none."""
+        with state.lock:
+            state.max_concurrent_runs = limit.max_concurrent_runs
+            state.admit()
+        return limit.model_dump()
 
     @api.post("/_emulator/reset")
     async def reset() -> dict[str, str]:

@@ -6,6 +6,7 @@ the emulator needs no background task and tests can drive it with a fake clock.
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from dataclasses import dataclass
@@ -163,12 +164,28 @@ class RunState:
 
 @dataclass
 class Lifecycle:
-    """A run's clock: created at ``created``, canceled at ``canceled_at`` if someone asked."""
+    """A run's clock: created at ``created``, canceled at ``canceled_at`` if someone asked, and started at
+    ``admitted`` when the organisation's concurrent-run limit made it wait ``queued`` (``inf``: canceled
+    before a slot came)."""
 
     plan: Plan
     created: float
     canceled_at: float | None = None
     cancel_requests: int = 0
+    admitted: float | None = None
+
+    @property
+    def begins(self) -> float:
+        return self.created if self.admitted is None else self.admitted
+
+    def holds_slot_until(self) -> float:
+        """When this run frees its slot of the concurrent-run limit: its natural end, or its cancel."""
+        if self.plan.outcome in ("slow", "paused"):
+            ends = math.inf
+        else:
+            ends = self.begins + (self.plan.attempts - 1) * (self.plan.seconds + self.plan.retry_seconds)
+            ends += self.plan.seconds
+        return ends if self.canceled_at is None else min(ends, max(self.canceled_at, self.begins))
 
     def state_at(self, now: float) -> RunState:
         natural = self._natural_state(now)
@@ -179,21 +196,25 @@ class Lifecycle:
 
     def _natural_state(self, now: float) -> RunState:
         """Attempts follow each other ``seconds + retry_seconds`` apart; each but the last fails."""
+        if now < self.begins:  # waiting for a slot of the organisation's concurrent-run limit
+            return RunState("queued", 0, self.created)
         period = self.plan.seconds + self.plan.retry_seconds
-        elapsed = max(0.0, now - self.created)
+        elapsed = max(0.0, now - self.begins)
         index = min(int(elapsed // period) if period > 0 else 0, self.plan.attempts - 1)
         done = []
         for k in range(index):
-            began = self.created + k * period
+            began = self.begins + k * period
             ended = began + self.plan.seconds
             started = began + self.plan.seconds * RUNNING_AT
             done.append(Attempt(k + 1, "failed", started, ended, ended + self.plan.retry_seconds))
-        start = self.created + index * period
+        start = self.begins + index * period
         last = index == self.plan.attempts - 1
         state = self._attempt_state(now - start, start, "failed" if not last else self.plan.outcome)
         state.attempt = index + 1
         if index > 0 and state.status == "created":  # a retry is queued at once, it is not created again
             state.status, state.queued_at = "queued", start
+        if self.begins > self.created and state.status in ("created", "queued"):  # it has waited queued
+            state.status, state.queued_at = "queued", self.created
         if not last and state.status == "failed":
             assert state.finished_at is not None
             state.retry_pending = True

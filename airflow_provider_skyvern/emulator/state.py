@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import itertools
 import json
+import math
 import secrets
 import threading
 import time
@@ -131,6 +133,9 @@ class EmulatorSettings:
     clock: Callable[[], float] = time.time
     workflows: tuple[str, ...] = KNOWN_WORKFLOWS
     """The workflow ids (``wpid_…``) that exist from the start; any other is answered 404."""
+    max_concurrent_runs: int | None = None
+    """Skyvern Cloud's concurrent-run limit per organisation (Free 1, Hobby 10, Pro 25): runs beyond it wait
+    ``queued`` until one ends, first come first served. None: no limit, as a self-hosted server."""
 
 
 @dataclass(frozen=True)
@@ -278,12 +283,15 @@ class EmulatorState:
     requests: list[dict[str, Any]] = field(default_factory=list)
     file_requests: list[dict[str, Any]] = field(default_factory=list)
     faults: Faults = field(init=False)
+    max_concurrent_runs: int | None = field(init=False)
+    """The limit in force (``PUT /_emulator/concurrency`` changes it; a reset restores the setting's)."""
     lock: threading.RLock = field(default_factory=threading.RLock)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(FIRST_ID + 1))
     _url_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     def __post_init__(self) -> None:
         self.faults = Faults(self.settings.seed)
+        self.max_concurrent_runs = self.settings.max_concurrent_runs
         self._known_workflows()
 
     def _known_workflows(self) -> None:
@@ -294,6 +302,30 @@ class EmulatorState:
 
     def now(self) -> float:
         return self.settings.clock()
+
+    def admit(self) -> None:
+        """When each run gets a slot of the concurrent-run limit (call with the lock held, after a run is
+        created or canceled). A pure function of the runs' creation and cancel times and plans, so the slots
+        of runs already started never move."""
+        limit = self.max_concurrent_runs
+        if limit is None:
+            return
+        holding: list[float] = []  # when each run holding a slot frees it
+        for run in self.runs.values():  # creation order
+            lifecycle = run.lifecycle
+            slot_at = lifecycle.created
+            while holding and holding[0] <= slot_at:
+                heapq.heappop(holding)
+            full = len(holding) >= limit
+            if full:
+                slot_at = max(slot_at, holding[0])
+            if lifecycle.canceled_at is not None and lifecycle.canceled_at < slot_at:
+                lifecycle.admitted = math.inf  # canceled while it waited: it never takes a slot
+                continue
+            if full:
+                heapq.heappop(holding)
+            lifecycle.admitted = slot_at
+            heapq.heappush(holding, lifecycle.holds_slot_until())
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids)}"
@@ -306,6 +338,7 @@ class EmulatorState:
             self.requests.clear()
             self.file_requests.clear()
             self.faults.clear()
+            self.max_concurrent_runs = self.settings.max_concurrent_runs
 
     def log_request(self, method: str, path: str, status: int | str) -> None:
         with self.lock:

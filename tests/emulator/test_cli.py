@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import httpx
 
@@ -99,3 +100,26 @@ def test_a_taken_port_fails_with_one_clear_line() -> None:
     assert result.stderr.strip().splitlines() == [
         f"Skyvern emulator: cannot listen on 127.0.0.1:{port}: Address already in use"
     ]
+
+
+def test_max_concurrent_runs_makes_runs_beyond_it_wait_queued() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [sys.executable, "-m", "airflow_provider_skyvern.emulator", "--port", str(port), "--api-key", "k1"]
+    argv += ["--run-seconds", "4", "--max-concurrent-runs", "1"]
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()
+        base, headers = f"http://127.0.0.1:{port}", {"x-api-key": "k1"}
+        body = {"prompt": "p", "url": "https://example.com/", "engine": "skyvern-1.0"}
+        ids = [
+            httpx.post(f"{base}/v1/run/tasks", json=body, headers=headers).json()["run_id"] for _ in range(2)
+        ]
+        time.sleep(1.0)
+        statuses = [httpx.get(f"{base}/v1/runs/{run_id}", headers=headers).json()["status"] for run_id in ids]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=10)
+    assert statuses == ["running", "queued"]
