@@ -409,6 +409,7 @@ def test_an_earlier_triggers_event_defers_again_on_this_tries_run(skyvern: respx
         "app_url": "https://app/tsk_v2_1",
         "deadline": 1_900_000_000.0,
         "limit": "timeout=60s",
+        "start_limit": None,
     }
     assert (cancel.call_count, reads.call_count) == (0, 0)
     assert context["ti"].xcoms.get("status") is None  # nothing handed on from the other run

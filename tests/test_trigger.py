@@ -56,6 +56,7 @@ def test_serialize_round_trip_holds_only_ids_numbers_and_no_key() -> None:
         "cancel_on_kill": True,
         "limit": None,
         "succeed_on": [],
+        "start_limit": None,
     }
     assert import_string(classpath)(**kwargs).serialize() == (classpath, kwargs)
     assert API_KEY not in repr(kwargs) + repr(trigger)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from airflow_provider_skyvern.runs.events import RunEvent
     from airflow_provider_skyvern.runs.kinds import RunKind
     from airflow_provider_skyvern.runs.ledger import RunStateUnknown, SubmissionLedger
+    from airflow_provider_skyvern.runs.waiting import StartLimit
 
 
 class SkyvernRunFailedError(AirflowException):
@@ -57,6 +58,10 @@ class SkyvernRunOperatorBase(BaseOperator):
         ``artifacts`` then holds the manifest (durable URIs) instead of expiring URLs. A failed copy fails
         the task naming the file; its retry copies again without starting a new Skyvern run.
     :param artifacts_conn_id: Airflow connection of the object store, for a destination given as a URI.
+    :param queue_timeout: seconds the run may wait to start (Skyvern Cloud queues runs beyond the plan's
+        concurrent-run limit: Free 1, Hobby 10, Pro 25); with it, ``timeout`` counts from when the run
+        started, so a fan-out's last runs are not timed out for waiting their turn. Default None: the wait
+        counts toward ``timeout``, from the submission. ``execution_timeout`` binds either way.
     """
 
     checked_arguments: ClassVar[tuple[str, ...]] = ()
@@ -76,9 +81,16 @@ class SkyvernRunOperatorBase(BaseOperator):
         skyvern_conn_id: str = DEFAULT_CONN_ID,
         artifacts_destination: Any = None,
         artifacts_conn_id: str | None = None,
+        queue_timeout: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if queue_timeout is not None:
+            try:
+                check.check_positive("queue_timeout", queue_timeout, integer=False)
+            except check.InvalidParameter as exc:
+                raise ValueError(f"{type(self).__name__}(task_id={self.task_id!r}) {exc}") from None
+        self.queue_timeout = queue_timeout
         if (
             isinstance(artifacts_destination, str)
             and not check.is_unresolved(artifacts_destination)
@@ -208,14 +220,22 @@ class SkyvernRunOperatorBase(BaseOperator):
             return run.run_id
         if run.is_terminal:
             return self._finish(context, run)
-        deadline, limit = self._deadline(context)
+        deadline, limit, start = self._wait_limits(context)
         if self.deferrable:
-            self._defer_on(run.run_id, run.app_url, deadline, limit)
-        return self._handle_event(context, self._wait_blocking(run.run_id, deadline, limit))
+            self._defer_on(run.run_id, run.app_url, deadline, limit, start)
+        return self._handle_event(context, self._wait_blocking(run.run_id, deadline, limit, start))
 
-    def _defer_on(self, run_id: str, app_url: str | None, deadline: float, limit: str) -> None:
+    def _defer_on(
+        self,
+        run_id: str,
+        app_url: str | None,
+        deadline: float | None,
+        limit: str | None,
+        start: StartLimit | None,
+    ) -> None:
         from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 
+        start_limit = None if start is None else start.to_kwargs()
         self.defer(
             trigger=SkyvernRunTrigger(
                 run_id=run_id,
@@ -224,9 +244,16 @@ class SkyvernRunOperatorBase(BaseOperator):
                 skyvern_conn_id=self.skyvern_conn_id,
                 cancel_on_kill=self.cancel_on_kill,
                 limit=limit,
+                start_limit=start_limit,
             ),
             method_name="execute_complete",
-            kwargs={"run_id": run_id, "app_url": app_url, "deadline": deadline, "limit": limit},
+            kwargs={
+                "run_id": run_id,
+                "app_url": app_url,
+                "deadline": deadline,
+                "limit": limit,
+                "start_limit": start_limit,
+            },
             timeout=None,  # the deadline lives in the trigger, so a timeout still reaches execute_complete
         )
 
@@ -238,9 +265,10 @@ class SkyvernRunOperatorBase(BaseOperator):
         app_url: str | None = None,
         deadline: float | None = None,
         limit: str | None = None,
+        start_limit: dict[str, float] | None = None,
     ) -> Any:
         """:param run_id: the run this task deferred on; ``app_url`` its page; ``deadline`` and ``limit`` the
-        wait's end (Unix time) and what it stands for."""
+        wait's end (Unix time) and what it stands for; ``start_limit`` the ``queue_timeout`` apart."""
         from airflow_provider_skyvern.runs.events import RunEvent
         from airflow_provider_skyvern.runs.results import APP_URL_XCOM_KEY
 
@@ -258,10 +286,12 @@ class SkyvernRunOperatorBase(BaseOperator):
                 parsed.kind,
                 run_id,
             )
-            if deadline is None:
-                deadline, limit = self._deadline(context)
-            self._active_run_id = run_id
-            self._defer_on(run_id, app_url, deadline, limit or f"timeout={self.timeout:g}s")
+            from airflow_provider_skyvern.runs.waiting import StartLimit
+
+            start = StartLimit.from_kwargs(start_limit)
+            if deadline is None and start is None:  # deferred before this provider passed its limits on
+                deadline, limit, start = self._wait_limits(context)
+            self._defer_on(run_id, app_url, deadline, limit, start)
         self._active_run_id = parsed.run_id
         return self._handle_event(context, parsed)
 
@@ -313,25 +343,41 @@ class SkyvernRunOperatorBase(BaseOperator):
 
     def _deadline(self, context: Any) -> tuple[float, str]:
         """When the wait must end and why: ``timeout`` from now, or the try's ``execution_timeout``."""
-        now = self.hook.clock.time()
-        deadline, limit = now + self.timeout, f"timeout={self.timeout:g}s"
-        if self.execution_timeout is not None:
-            started = getattr(context["ti"], "start_date", None)
-            since = started.timestamp() if isinstance(started, datetime) else now
-            ends = since + self.execution_timeout.total_seconds()
-            if ends < deadline:
-                deadline, limit = ends, f"execution_timeout={self.execution_timeout}"
-        return deadline, limit
+        deadline, limit = self.hook.clock.time() + self.timeout, f"timeout={self.timeout:g}s"
+        ends = self._execution_ends(context)
+        return ends if ends is not None and ends[0] < deadline else (deadline, limit)
 
-    def _wait_blocking(self, run_id: str, deadline: float, limit: str) -> RunEvent:
+    def _wait_limits(self, context: Any) -> tuple[float | None, str | None, StartLimit | None]:
+        """The wait's deadline and what it stands for, and with ``queue_timeout`` the start limit apart:
+        then only ``execution_timeout`` is a deadline of its own."""
+        from airflow_provider_skyvern.runs.waiting import StartLimit
+
+        if self.queue_timeout is None:
+            deadline, limit = self._deadline(context)
+            return deadline, limit, None
+        now = self.hook.clock.time()
+        start = StartLimit(now + self.queue_timeout, self.queue_timeout, self.timeout)
+        ends = self._execution_ends(context)
+        return (None, None, start) if ends is None else (*ends, start)
+
+    def _execution_ends(self, context: Any) -> tuple[float, str] | None:
+        if self.execution_timeout is None:
+            return None
+        started = getattr(context["ti"], "start_date", None)
+        since = started.timestamp() if isinstance(started, datetime) else self.hook.clock.time()
+        return since + self.execution_timeout.total_seconds(), f"execution_timeout={self.execution_timeout}"
+
+    def _wait_blocking(
+        self, run_id: str, deadline: float | None, limit: str | None, start: StartLimit | None
+    ) -> RunEvent:
         """The trigger's policy, synchronously (``deferrable=False``)."""
         from airflow_provider_skyvern.runs.waiting import RunWatch
 
         clock = self.hook.clock
-        watch = RunWatch(self.log, run_id, deadline, limit=limit, clock=clock)
+        watch = RunWatch(self.log, run_id, deadline, limit=limit, clock=clock, start=start)
         while True:
             try:
-                event = watch.observe(run=self.hook.get_run(run_id, deadline=deadline))
+                event = watch.observe(run=self.hook.get_run(run_id, deadline=watch.deadline))
             except Exception as exc:
                 event = watch.observe(error=exc)
             if event is not None:
@@ -374,8 +420,9 @@ class SkyvernRunOperatorBase(BaseOperator):
             )
             if event.message:
                 last += f"; {event.message}"
+            within = "start" if limit.startswith("queue_timeout") else "finish"
             raise SkyvernRunFailedError(
-                f"Skyvern run {event.run_id} did not finish within {limit} ({last}); {after}"
+                f"Skyvern run {event.run_id} did not {within} within {limit} ({last}); {after}"
             )
         run = self.hook.get_run(event.run_id)  # fresh presigned URLs
         if not run.is_terminal:

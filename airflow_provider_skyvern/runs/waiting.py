@@ -4,6 +4,7 @@ and when to look again."""
 from __future__ import annotations
 
 import random
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from airflow_provider_skyvern.exceptions import SkyvernHTTPError, one_line
@@ -17,6 +18,27 @@ AGE_FRACTION = 0.1
 MIN_GAP_SECONDS = 1.0
 JITTER = 0.2
 """Each gap is shortened by up to this fraction at random, so thousands of triggers never poll in step."""
+QUEUED_NOTICE_SECONDS = 30.0
+"""A run queued this long is said to wait for a slot of the organisation's concurrent-run limit."""
+NOT_STARTED = frozenset({RunStatus.created, RunStatus.queued})
+
+
+@dataclass(frozen=True)
+class StartLimit:
+    """``queue_timeout``: the run may wait to start until ``queued_until`` (Unix time); once started it has
+    ``timeout`` seconds. Skyvern Cloud queues runs beyond the plan's concurrent-run limit, so a fan-out's
+    last runs can wait longer than they run; without this, that wait counts toward ``timeout``."""
+
+    queued_until: float
+    queue_timeout: float
+    timeout: float
+
+    def to_kwargs(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any] | None) -> StartLimit | None:
+        return None if kwargs is None else cls(**{k: float(v) for k, v in kwargs.items()})
 
 
 class RunWatch:
@@ -32,6 +54,7 @@ class RunWatch:
     :param deadline: Unix time the wait ends at; None when something else bounds it (a sensor's deferral
         timeout, enforced by Airflow's scheduler).
     :param limit: what the deadline stands for, in the user's words (``timeout=1800s``).
+    :param start: ``queue_timeout`` and ``timeout`` apart (:class:`StartLimit`); ``deadline`` still binds.
     """
 
     def __init__(
@@ -42,11 +65,16 @@ class RunWatch:
         *,
         limit: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        start: StartLimit | None = None,
     ) -> None:
         self._log = log
         self.run_id = run_id
-        self.deadline = deadline
-        self.limit = limit
+        self._hard_deadline = deadline
+        self._hard_limit = limit
+        self._start = start
+        self._started_at: float | None = None
+        self._queued_since: float | None = None
+        self._queued_told = False
         self._clock = clock
         self._status: str | None = None
         self._step_count: int | None = None
@@ -58,6 +86,29 @@ class RunWatch:
         self._rate_limited = False
         self._retry_after: float | None = None
 
+    @property
+    def deadline(self) -> float | None:
+        return self._bound()[0]
+
+    @property
+    def limit(self) -> str | None:
+        return self._bound()[1]
+
+    def _bound(self) -> tuple[float | None, str | None]:
+        """The deadline in force and what it stands for: with a :class:`StartLimit`, ``queue_timeout`` until
+        the run starts, then ``timeout`` from its start; the hard deadline (``execution_timeout``) if sooner."""
+        hard = (self._hard_deadline, self._hard_limit)
+        if self._start is None:
+            return hard
+        if self._started_at is None:
+            soft = (self._start.queued_until, f"queue_timeout={self._start.queue_timeout:g}s")
+        else:
+            soft = (
+                self._started_at + self._start.timeout,
+                f"timeout={self._start.timeout:g}s after it started",
+            )
+        return soft if hard[0] is None or soft[0] < hard[0] else hard
+
     def observe(
         self, *, run: RunResponse | None = None, error: BaseException | None = None
     ) -> RunEvent | None:
@@ -66,6 +117,7 @@ class RunWatch:
             self._any_poll_ok = True
             self._last_error = None
             self._created_at = run.created_at.timestamp()
+            self._note_start(run)
             self._report(run)
             if run.is_terminal:
                 return RunEvent("terminal", self.run_id, run.status.value, run.step_count)
@@ -93,6 +145,37 @@ class RunWatch:
         if self._retry_after is not None:
             gap = max(gap, self._retry_after)
         return max(0.0, gap if self.deadline is None else min(gap, self.deadline - now))
+
+    def _note_start(self, run: RunResponse) -> None:
+        """When the run left the queue (Skyvern's ``started_at``, never later than now), and a word when it
+        has waited queued long: Skyvern Cloud starts runs beyond the plan's concurrent-run limit as others end."""
+        now = self._clock.time()
+        if run.status not in NOT_STARTED:
+            if self._started_at is None:
+                began = run.started_at.timestamp() if run.started_at is not None else now
+                self._started_at = min(began, now)
+            return
+        if self._queued_since is None:
+            self._queued_since = run.created_at.timestamp() if run.created_at is not None else now
+        waited = now - self._queued_since
+        if self._queued_told or waited < QUEUED_NOTICE_SECONDS:
+            return
+        self._queued_told = True
+        if self._start is None:
+            counts = (
+                f"this wait counts toward {self.limit} (queue_timeout counts it apart)" if self.limit else ""
+            )
+        else:
+            counts = f"it may wait until {self.limit} ({self._time_left()})"
+        self._log.warning(
+            "Skyvern run %s is still %s after %s: Skyvern starts runs beyond the organisation's concurrent-run "
+            "limit (Skyvern Cloud plans: Free 1, Hobby 10, Pro 25) as earlier ones end; %s. An Airflow pool "
+            "sized to the plan keeps tasks from queueing here (docs/scale.md)",
+            self.run_id,
+            run.status.value,
+            format_duration(waited),
+            counts or "the wait has no deadline",
+        )
 
     def _event(self, kind: Any, message: str | None) -> RunEvent:
         return RunEvent(kind, self.run_id, self._status, self._step_count, message, self.limit)

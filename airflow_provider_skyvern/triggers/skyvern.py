@@ -16,7 +16,7 @@ from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.links.skyvern import SkyvernRunLink
 from airflow_provider_skyvern.models import RunResponse
 from airflow_provider_skyvern.runs.story import alog_story
-from airflow_provider_skyvern.runs.waiting import RunWatch
+from airflow_provider_skyvern.runs.waiting import RunWatch, StartLimit
 from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_3_PLUS
 
 ON_KILL_BUDGET = 25.0
@@ -44,6 +44,9 @@ class SkyvernRunTrigger(BaseTrigger):
     :param skyvern_conn_id: Airflow connection of type ``skyvern``.
     :param cancel_on_kill: cancel the run when the wait is abandoned by a user (the task instance was
         marked failed/success or cleared); never when the trigger merely moves to another triggerer.
+    :param start_limit: ``queue_timeout`` apart from ``timeout`` (:class:`StartLimit` as a dict): the wait
+        ends at ``queued_until`` if the run has not started by then, else ``timeout`` seconds after it started;
+        ``deadline`` still binds (``execution_timeout``).
     :param succeed_on: statuses in which the trigger itself ends the task as successful, so no worker is
         needed (a sensor with ``do_xcom_push=False``); any other outcome resumes the task on a worker. Only
         the extra link is pushed from here: Airflow (3.3.2) stores XComs a trigger pushes as JSON text, so
@@ -59,6 +62,7 @@ class SkyvernRunTrigger(BaseTrigger):
         cancel_on_kill: bool = True,
         limit: str | None = None,
         succeed_on: Collection[str] = (),
+        start_limit: dict[str, float] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.run_id = run_id
@@ -68,6 +72,7 @@ class SkyvernRunTrigger(BaseTrigger):
         self.cancel_on_kill = bool(cancel_on_kill)
         self.limit = limit
         self.succeed_on = sorted(succeed_on)
+        self.start_limit = StartLimit.from_kwargs(start_limit)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -80,18 +85,25 @@ class SkyvernRunTrigger(BaseTrigger):
                 "cancel_on_kill": self.cancel_on_kill,
                 "limit": self.limit,
                 "succeed_on": self.succeed_on,
+                "start_limit": None if self.start_limit is None else self.start_limit.to_kwargs(),
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
             async with SkyvernHook(self.skyvern_conn_id) as hook:
-                deadline = self._deadline()
-                watch = RunWatch(self.log, self.run_id, deadline, limit=self.limit, clock=hook.clock)
+                watch = RunWatch(
+                    self.log,
+                    self.run_id,
+                    self._deadline(),
+                    limit=self.limit,
+                    clock=hook.clock,
+                    start=self.start_limit,
+                )
                 while True:
                     run: RunResponse | None = None
                     try:
-                        run = await hook.aget_run(self.run_id, deadline=deadline)
+                        run = await hook.aget_run(self.run_id, deadline=watch.deadline)
                         event = watch.observe(run=run)
                     except Exception as exc:  # a deleted connection, a bad URL, a bug: all end the wait
                         event = watch.observe(error=exc)
