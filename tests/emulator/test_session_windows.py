@@ -19,8 +19,8 @@ pytestmark = pytest.mark.usefixtures("hook")
 
 
 def _sessions(emulator: EmulatorServer) -> list[dict[str, Any]]:
-    answer = emulator.control.get("/v1/browser_sessions", headers={"x-api-key": emulator.api_key})
-    return list(answer.json())
+    """Every session opened, closed or not (Skyvern's own list shows the open ones only)."""
+    return list(emulator.control.get("/_emulator/sessions").json()["sessions"])
 
 
 def _lose_the_next_create_answer(emulator: EmulatorServer) -> None:
