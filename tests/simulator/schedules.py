@@ -1,4 +1,6 @@
-"""What every simulator test shares: the run kinds, one schedule of one task instance, the invariants."""
+"""What every simulator test shares: the run kinds (task skyvern-2.0 and skyvern-1.0, workflow, login,
+download_files) and their configurations, one schedule of one task instance, the invariants; and the same for
+a browser session's setup task and its teardown (:class:`SessionSchedule`, :func:`session_violations`)."""
 
 from __future__ import annotations
 
