@@ -193,6 +193,94 @@ def test_a_lost_create_answer_never_claims_no_session_and_lists_the_candidates(
     assert context["ti"].xcoms == {}
 
 
+# ---- a setup stopped by the user ----------------------------------------------------------------------
+
+
+class Terminated(BaseException):
+    """What Airflow's SIGTERM handler raises once ``on_kill`` returned (mark failed, a clear)."""
+
+
+def _stopped_once(op: SkyvernCreateBrowserSessionOperator, context: dict[str, Any]) -> None:
+    """The user marks the task failed or clears it now: Airflow calls ``on_kill``, then the try ends."""
+    op.on_kill()
+    raise Terminated
+
+
+def test_a_setup_marked_failed_after_it_opened_its_session_closes_it(
+    skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failed setup leaves its teardown upstream_failed, and a cleared one's next try opens its own session:
+    nothing else would close this one before its timeout (found by the simulator)."""
+    skyvern.post("/v1/browser_sessions").respond(200, json=session())
+    close = skyvern.post("/v1/browser_sessions/pbs_1/close").respond(
+        200, json={"message": "Browser session closed"}
+    )
+    op = SkyvernCreateBrowserSessionOperator(task_id="open", session_timeout=30)
+    context = make_context()
+
+    assert op.execute(context) == "pbs_1"
+    with pytest.raises(Terminated):
+        _stopped_once(op, context)  # before Airflow pushed the return value
+
+    assert close.call_count == 1
+    assert (
+        "Closed Skyvern browser session pbs_1: the task was stopped before its teardown"
+        in capsys.readouterr().out
+    )
+
+
+def test_a_setup_stopped_while_its_create_is_in_flight_closes_the_session_the_create_opened(
+    skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The signal lands while the POST waits for its answer: the session it opened is the only one with this
+    timeout opened since, and is closed; another task's, opened before, is left alone."""
+    op = SkyvernCreateBrowserSessionOperator(task_id="open", session_timeout=30)
+    context = make_context()
+    listed = skyvern.get("/v1/browser_sessions")
+
+    def created_then_stopped(request: httpx.Request) -> httpx.Response:
+        now = datetime.now(timezone.utc).isoformat()
+        listed.respond(
+            200,
+            json=[
+                session("pbs_other", created_at="2026-01-01T00:00:00Z", timeout=30),
+                session("pbs_2", created_at=now, timeout=30),
+            ],
+        )
+        _stopped_once(op, context)
+        raise AssertionError("unreachable")
+
+    skyvern.post("/v1/browser_sessions").mock(side_effect=created_then_stopped)
+    close = skyvern.post("/v1/browser_sessions/pbs_2/close").respond(
+        200, json={"message": "Browser session closed"}
+    )
+    close_other = skyvern.post("/v1/browser_sessions/pbs_other/close").respond(
+        200, json={"message": "Browser session closed"}
+    )
+
+    with pytest.raises(Terminated):
+        op.execute(context)
+
+    assert (close.call_count, close_other.call_count) == (1, 0)
+    assert "Closed Skyvern browser session pbs_2" in capsys.readouterr().out
+
+
+def test_a_setup_stopped_in_flight_says_a_session_may_be_left_open_when_it_finds_none(
+    skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    op = SkyvernCreateBrowserSessionOperator(task_id="open", session_timeout=30)
+    context = make_context()
+    skyvern.get("/v1/browser_sessions").respond(200, json=[])
+    skyvern.post("/v1/browser_sessions").mock(side_effect=lambda request: _stopped_once(op, context))
+
+    with pytest.raises(Terminated):
+        op.execute(context)
+
+    out = capsys.readouterr().out
+    assert "a Skyvern browser session may be left open" in out
+    assert "it ends by itself after its timeout (30 minutes)" in out
+
+
 # ---- close ------------------------------------------------------------------------------------------
 
 

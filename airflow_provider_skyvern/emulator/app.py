@@ -447,7 +447,13 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
 
     @api.get("/v1/browser_sessions", dependencies=v1)
     async def list_sessions(request: Request) -> list[dict[str, Any]]:
-        return [state.session_json(s, base(request)) for s in state.sessions.values()]
+        """Skyvern 1.0.56 lists the organisation's active sessions only (its OpenAPI: "Get all active browser
+        sessions"): a closed or timed-out one is read by id, never listed."""
+        return [
+            state.session_json(s, base(request))
+            for s in state.sessions.values()
+            if state.session_status(s) == "running"
+        ]
 
     @api.get("/v1/browser_sessions/{browser_session_id}", dependencies=v1)
     async def read_session(request: Request, browser_session_id: str) -> dict[str, Any]:
@@ -458,6 +464,7 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         session = get_session(browser_session_id)
         with state.lock:
             session.closed = session.closed or state.now()
+            session.close_requests += 1
         return {"message": "Browser session closed"}
 
     # ---- files, the run page, and the controls ----------------------------------------------------------
@@ -535,6 +542,24 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
                 }
             )
         return {"runs": runs}
+
+    @api.get("/_emulator/sessions")
+    async def emulator_sessions() -> dict[str, Any]:
+        """Every browser session opened, closed or not, oldest first: what tests prove none was left open with."""
+        return {
+            "sessions": [
+                {
+                    "browser_session_id": session.browser_session_id,
+                    "status": state.session_status(session),
+                    "timeout": session.timeout,
+                    "created_at": iso(session.created),
+                    "closed_at": iso(session.closed),
+                    "close_requests": session.close_requests,
+                    "request": session.request,
+                }
+                for session in state.sessions.values()
+            ]
+        }
 
     @api.get("/_emulator/requests")
     async def emulator_requests() -> dict[str, Any]:

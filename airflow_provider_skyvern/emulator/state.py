@@ -272,6 +272,7 @@ class BrowserSessionRecord:
     request: dict[str, Any]
     closed: float | None = None
     warning: str | None = None
+    close_requests: int = 0
 
 
 @dataclass
@@ -626,9 +627,12 @@ class EmulatorState:
 
     # ---- browser sessions -----------------------------------------------------------------------------
 
-    def session_json(self, session: BrowserSessionRecord, base_url: str) -> dict[str, Any]:
+    def session_status(self, session: BrowserSessionRecord) -> str:
         expired = self.now() >= session.created + session.timeout * 60
-        status = "completed" if session.closed is not None else "timeout" if expired else "running"
+        return "completed" if session.closed is not None else "timeout" if expired else "running"
+
+    def session_json(self, session: BrowserSessionRecord, base_url: str) -> dict[str, Any]:
+        status = self.session_status(session)
         ws_base = base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
         return {
             "browser_session_id": session.browser_session_id,

@@ -26,6 +26,7 @@ from airflow_provider_skyvern.operators import validation as check
 if TYPE_CHECKING:
     from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
     from airflow_provider_skyvern.models import BrowserSession
+    from airflow_provider_skyvern.runs.sessions import SessionLedger
 
 MIN_TIMEOUT_MINUTES = 5
 MAX_TIMEOUT_MINUTES = 240
@@ -98,6 +99,11 @@ class SkyvernCreateBrowserSessionOperator(BaseOperator):
         self.browser_profile_id = browser_profile_id
         self.generate_browser_profile = generate_browser_profile
         self.skyvern_conn_id = skyvern_conn_id
+        self._held: str | None = None
+        """The session this try opened or took over: ``on_kill`` closes it."""
+        self._in_flight: tuple[float, int] | None = None
+        """(Unix time before the create was sent, the minutes it asked for) while its answer is awaited."""
+        self._ledger: SessionLedger | None = None
         try:
             self._fields(parse_time=True)
         except check.InvalidParameter as exc:
@@ -162,8 +168,11 @@ class SkyvernCreateBrowserSessionOperator(BaseOperator):
         except check.InvalidParameter as exc:
             raise AirflowFailException(f"{type(self).__name__}: {exc} (after rendering templates)") from None
         ledger = SessionLedger(context, self.hook, self.log)
+        self._ledger = ledger
         session = ledger.earlier_session()  # a retry reuses the session its earlier try opened
-        if session is None:
+        if session is not None:
+            self._held = session.browser_session_id
+        else:
             session = self._create(request, ledger, may_have_created)
         if session.warning:
             self.log.warning("Skyvern: %s (browser session %s)", session.warning, session.browser_session_id)
@@ -185,11 +194,15 @@ class SkyvernCreateBrowserSessionOperator(BaseOperator):
     def _create(self, request: Any, ledger: Any, may_have_created: Any) -> BrowserSession:
         """One create, recorded (Airflow 3.3+) before it is sent and completed with the session's id after."""
         timeout = request.timeout or DEFAULT_TIMEOUT_MINUTES
-        ledger.creating(min(timeout, MAX_TIMEOUT_MINUTES))
+        asked = min(timeout, MAX_TIMEOUT_MINUTES)
+        ledger.creating(asked)
         since = datetime.now(timezone.utc)
+        self._in_flight = (since.timestamp(), asked)
         try:
             session: BrowserSession = self.hook.create_browser_session(request)
+            self._held = session.browser_session_id
         except SkyvernError as exc:
+            self._in_flight = None
             if not may_have_created(exc):
                 ledger.forget()
                 raise exc.reworded(f"Opening a Skyvern browser session failed: {exc}") from None
@@ -200,8 +213,56 @@ class SkyvernCreateBrowserSessionOperator(BaseOperator):
                 f"that is unknown; if one was opened and nothing takes it, it ends by itself after its timeout "
                 f"({timeout} minutes)"
             ) from None
+        self._in_flight = None
         ledger.created(session)
         return session
+
+    def on_kill(self) -> None:
+        """
+        Marked failed, or cleared, while it runs: nothing else would close this try's session before its
+        timeout (a failed setup leaves its teardown upstream_failed; a cleared setup's next try opens its own).
+        So the session it opened or took over is closed, or, when the signal came while the create awaited its
+        answer, the only session with the asked timeout opened since the create was sent.
+        """
+        session_id = self._held if self._held is not None else self._opened_in_flight()
+        if session_id is None:
+            return
+        try:
+            self.hook.close_browser_session(session_id)
+        except SkyvernError as exc:
+            self.log.warning(
+                "The task was stopped and a Skyvern browser session may be left open: closing %s failed: %s; "
+                "it ends by itself after its timeout",
+                session_id,
+                exc,
+            )
+            return
+        self.log.info(
+            "Closed Skyvern browser session %s: the task was stopped before its teardown could close it",
+            session_id,
+        )
+
+    def _opened_in_flight(self) -> str | None:
+        """The session the create awaiting its answer opened, when it is provably that one (else it says so)."""
+        if self._in_flight is None or self._ledger is None:
+            return None
+        since, minutes = self._in_flight
+        try:
+            opened = self._ledger.opened_while(since, datetime.now(timezone.utc).timestamp(), minutes)
+        except SkyvernError as exc:
+            opened, found = [], f"could not list them: {exc}"
+        else:
+            found = ", ".join(s.browser_session_id for s in opened) or "none is listed yet"
+        if len(opened) == 1:
+            return opened[0].browser_session_id
+        self.log.warning(
+            "The task was stopped while its create awaited Skyvern's answer: a Skyvern browser session may be "
+            "left open (opened since then with its timeout: %s); it ends by itself after its timeout "
+            "(%s minutes)",
+            found,
+            minutes,
+        )
+        return None
 
     def _log_candidates(self, since: datetime) -> None:
         """Best effort: the sessions opened since the lost request, for a person to check."""

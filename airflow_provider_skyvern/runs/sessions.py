@@ -23,7 +23,9 @@ SESSION_STATE_KEY = "skyvern_browser_session_kept_for_retries"
 CLOSED_STATUSES = frozenset({"failed", "completed", "timeout"})
 """Skyvern 1.0.56's ``PersistentBrowserSessionStatus`` values of a session that can no longer be used."""
 SKEW_SECONDS = 5.0
-"""Skyvern's ``created_at`` may trail this worker's clock this much."""
+"""Skyvern's ``created_at`` may trail this worker's clock this much when its answer carried no ``Date``."""
+CLOCK_FLOOR_SECONDS = 1.0
+"""Added to the measured clock difference: ``created_at`` and ``Date`` may come from two server hosts."""
 SETTLE_SECONDS = 30.0
 """After the create's own timeout plus this, a session it opened is listed."""
 
@@ -68,15 +70,22 @@ class SessionLedger:
             return session
         return self._opened_by(record)
 
+    def opened_while(self, since: float, until: float, timeout: int) -> list[BrowserSession]:
+        """The listed sessions with ``timeout`` opened between ``since`` and ``until`` (this worker's clock),
+        compared in the server's clock as measured from the ``Date`` of the list's answer (one request)."""
+        listed = self.hook.list_browser_sessions()
+        clock = self.hook.server_clock
+        if clock is None:
+            start, end = since - SKEW_SECONDS, until + SKEW_SECONDS
+        else:
+            start = since - clock.ahead_at_most - CLOCK_FLOOR_SECONDS
+            end = until - clock.ahead_at_least + CLOCK_FLOOR_SECONDS
+        return [s for s in listed if start <= _unix(s.created_at) <= end and s.timeout == timeout]
+
     def _opened_by(self, record: SessionRecord) -> BrowserSession | None:
         request_timeout = self.hook.settings.request_timeout
         window_ends = record.since + request_timeout + SKEW_SECONDS
-        candidates = [
-            session
-            for session in self.hook.list_browser_sessions()
-            if record.since - SKEW_SECONDS <= _unix(session.created_at) <= window_ends
-            and session.timeout == record.timeout
-        ]
+        candidates = self.opened_while(record.since, record.since + request_timeout, record.timeout)
         if len(candidates) == 1 and candidates[0].status not in CLOSED_STATUSES:
             (session,) = candidates
             self.log.warning(

@@ -495,6 +495,29 @@ def test_browser_sessions_open_host_runs_and_close(hook: SkyvernHook, clock: Fak
         hook.run_task(_task(browser_session_id="pbs_9"))
 
 
+def test_the_session_list_shows_the_open_ones_and_the_control_endpoint_all(
+    hook: SkyvernHook, emulator: EmulatorServer, clock: FakeClock
+) -> None:
+    """Skyvern 1.0.56 lists active sessions only; ``/_emulator/sessions`` keeps every one, with its closes."""
+    closed, expiring, open_ = (
+        hook.create_browser_session(CreateBrowserSessionRequest(timeout=minutes)) for minutes in (30, 5, 30)
+    )
+    hook.close_browser_session(closed.browser_session_id)
+    clock.now += 6 * 60
+
+    listed = [session.browser_session_id for session in hook.list_browser_sessions()]
+    controls = emulator.control.get("/_emulator/sessions").json()["sessions"]
+
+    assert listed == [open_.browser_session_id]
+    assert [(s["browser_session_id"], s["status"], s["close_requests"]) for s in controls] == [
+        (closed.browser_session_id, "completed", 1),
+        (expiring.browser_session_id, "timeout", 0),
+        (open_.browser_session_id, "running", 0),
+    ]
+    assert controls[0]["closed_at"] is not None
+    assert controls[2]["closed_at"] is None
+
+
 class _Receiver(BaseHTTPRequestHandler):
     received: list[tuple[dict[str, str], bytes]] = []  # noqa: RUF012
 

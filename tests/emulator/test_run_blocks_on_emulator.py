@@ -97,7 +97,8 @@ def test_session_timeout_below_five_minutes_is_a_422(emulator: EmulatorServer) -
     assert response.json()["detail"][0]["loc"] == ["body", "timeout"]
 
 
-def test_sessions_are_listed_and_closed_ones_read_completed(hook: SkyvernHook) -> None:
+def test_open_sessions_are_listed_and_closed_ones_read_completed(hook: SkyvernHook) -> None:
+    """Skyvern 1.0.56 lists the active sessions only (its OpenAPI: "Get all active browser sessions")."""
     kept, closed = (
         hook.create_browser_session(),
         hook.create_browser_session(CreateBrowserSessionRequest(timeout=5)),
@@ -106,6 +107,7 @@ def test_sessions_are_listed_and_closed_ones_read_completed(hook: SkyvernHook) -
 
     listed = {s.browser_session_id: s.status for s in hook.list_browser_sessions()}
 
-    assert listed == {kept.browser_session_id: "running", closed.browser_session_id: "completed"}
+    assert listed == {kept.browser_session_id: "running"}
+    assert hook.get_browser_session(closed.browser_session_id).status == "completed"
     with pytest.raises(SkyvernNotFoundError, match="Browser session pbs_1 not found"):
         hook.close_browser_session("pbs_1")

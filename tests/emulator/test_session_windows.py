@@ -13,14 +13,15 @@ from airflow_provider_skyvern.operators.browser_session import (
     SkyvernCloseBrowserSessionOperator,
     SkyvernCreateBrowserSessionOperator,
 )
+from tests.emulator.conftest import FakeClock
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 
 pytestmark = pytest.mark.usefixtures("hook")
 
 
 def _sessions(emulator: EmulatorServer) -> list[dict[str, Any]]:
-    answer = emulator.control.get("/v1/browser_sessions", headers={"x-api-key": emulator.api_key})
-    return list(answer.json())
+    """Every session opened, closed or not (Skyvern's own list shows the open ones only)."""
+    return list(emulator.control.get("/_emulator/sessions").json()["sessions"])
 
 
 def _lose_the_next_create_answer(emulator: EmulatorServer) -> None:
@@ -47,6 +48,23 @@ def test_a_retry_after_a_lost_create_answer_reuses_the_session_and_the_teardown_
     assert opened["browser_session_id"] == reused
     SkyvernCloseBrowserSessionOperator(task_id="close", browser_session_id=reused).execute(make_context())
     assert [s["status"] for s in _sessions(emulator)] == ["completed"]
+
+
+@pytest.mark.parametrize("server_behind", [60.0, -300.0])
+def test_a_retry_after_a_lost_create_answer_reuses_the_session_whatever_skyverns_clock_says(
+    emulator: EmulatorServer, clock: FakeClock, server_behind: float
+) -> None:
+    """Skyvern's ``created_at`` was compared with this worker's clock give or take 5 s: with the server's clock
+    minutes off, the retry saw no candidate and said "could not tell" until the window passed, then opened a
+    second session. The difference is measured from the ``Date`` header, as for runs."""
+    clock.now -= server_behind
+    store = FakeStateStore()
+    _lose_the_next_create_answer(emulator)
+    with pytest.raises(SkyvernError, match="could not tell whether a Skyvern browser session was created"):
+        _open(store, 1)
+    reused = _open(store, 2)
+    (opened,) = _sessions(emulator)
+    assert opened["browser_session_id"] == reused
 
 
 def test_a_retry_after_the_try_died_with_the_session_open_reuses_it(emulator: EmulatorServer) -> None:

@@ -225,6 +225,9 @@ class TaskInstanceModel:
             self.operator, self.state = operator, "running"
             try:
                 result = getattr(operator, method)(context, **kwargs)
+                # the task runner pushes it after the method returns, in the same process: its SIGTERM handler
+                # (on_kill) still runs when the user acts there
+                self.boundaries.cross("push return_value")
             except UserActed:
                 self.state = "failed"
                 operator.on_kill()  # SIGTERM's handler; SIGKILL follows
@@ -234,7 +237,6 @@ class TaskInstanceModel:
                 method, kwargs = deferred.method_name, {**(deferred.kwargs or {}), "event": event}
                 self.boundaries.where = "worker"
                 continue
-            self.boundaries.cross("push return_value")  # the task runner pushes it after the method returns
             if self.ti is not None:
                 self.ti.xcoms["return_value"] = result
             return result

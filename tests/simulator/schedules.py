@@ -1,4 +1,6 @@
-"""What every simulator test shares: the run kinds, one schedule of one task instance, the invariants."""
+"""What every simulator test shares: the run kinds (task skyvern-2.0 and skyvern-1.0, workflow, login,
+download_files) and their configurations, one schedule of one task instance, the invariants; and the same for
+a browser session's setup task and its teardown (:class:`SessionSchedule`, :func:`session_violations`)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_skyvern.emulator.server import EmulatorServer
+from airflow_provider_skyvern.operators.browser_session import (
+    SkyvernCloseBrowserSessionOperator,
+    SkyvernCreateBrowserSessionOperator,
+)
+from airflow_provider_skyvern.operators.download_files import SkyvernDownloadFilesOperator
 from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
 from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 from airflow_provider_skyvern.operators.workflow import SkyvernRunWorkflowOperator
+from tests.operator_support import FakeTaskInstance, make_context
 from tests.simulator.airflow_model import Boundaries, Outcome, TaskInstanceModel, http_boundaries
 
 LONG = os.environ.get("SKYVERN_SIMULATOR") == "long"
@@ -56,13 +64,24 @@ KINDS: dict[str, Callable[..., Any]] = {
         credential_id="cred_123",
         **kw,
     ),
+    "download_files": lambda **kw: SkyvernDownloadFilesOperator(
+        task_id="download",
+        url="https://shop.test/invoices",
+        navigation_goal="Download the latest invoice",
+        **kw,
+    ),
 }
+FOUND_ONLY_BY_THE_STORE = ("login", "download_files")
+"""Run kinds nothing can find again without a state store (they keep no title and echo nothing a later try
+could recognise): before Airflow 3.3 a retry after a try died past their POST starts a second run, as
+docs/airflow-versions.md (linked from README) and docs/exactly-once.md ("Windows that remain") say; no
+schedule checks them there."""
 CONFIGS = [
     (kind, deferrable, store)
     for kind in KINDS
     for deferrable in (True, False)
     for store in (True, False)
-    if not (kind == "login" and not store)  # nothing can find a login run again without a store: see README
+    if store or kind not in FOUND_ONLY_BY_THE_STORE
 ]
 
 
@@ -134,4 +153,67 @@ def violations(
         found.append(
             f"invariant 4: the task handed on {outcome.return_value!r:.80}, no completed run's output"
         )
+    return found
+
+
+# ---- browser sessions -----------------------------------------------------------------------------------
+
+SESSION_CONFIGS = [True, False]
+"""A browser session's setup task, with and without the state store (it has no deferrable mode)."""
+SESSION_TOLD = ("could not tell", "may be left open")
+"""How the setup task's error says a session may be open that it could not find or close: the user is told."""
+
+
+@dataclass
+class SessionSchedule:
+    """The setup task of :func:`~airflow_provider_skyvern.operators.browser_session.skyvern_browser_session`
+    through Airflow's tries (dying, or the user acting, at ``die_at``), then its teardown as Airflow runs it:
+    only once the setup succeeded (``ALL_DONE_SETUP_SUCCESS``: a failed setup makes it upstream_failed), with
+    the session id pulled from the setup's XCom."""
+
+    store: bool
+    die_at: int | None = None
+    act: str | None = None
+
+    def run(self, emulator: EmulatorServer) -> tuple[Outcome, list[str], list[dict[str, Any]]]:
+        boundaries = Boundaries(die_at=self.die_at, act=self.act)
+
+        def make() -> SkyvernCreateBrowserSessionOperator:
+            return SkyvernCreateBrowserSessionOperator(
+                task_id="portal_session_create", session_timeout=30, url="https://shop.test/"
+            )
+
+        model = TaskInstanceModel(make, boundaries, with_state_store=self.store)
+        RUNNING[:] = [model]
+        with http_boundaries(boundaries, emulator.base_url):
+            outcome = model.run()
+        emulator.control.delete("/_emulator/faults").raise_for_status()
+        if outcome.state == "success" and model.ti is not None:
+            close = SkyvernCloseBrowserSessionOperator(
+                task_id="portal_session_close", browser_session_id=model.ti.xcoms.get("browser_session_id")
+            )
+            close.execute(make_context(ti=FakeTaskInstance(task_id="portal_session_close")))
+        sessions = list(emulator.control.get("/_emulator/sessions").json()["sessions"])
+        return outcome, boundaries.passed, sessions
+
+
+def session_violations(
+    outcome: Outcome, sessions: list[dict[str, Any]], *, generations: int = 1
+) -> list[str]:
+    """Every session opened is closed once the teardown ran (or the setup failed telling the user one may be
+    open); at most one session per clear generation was opened; a successful setup handed on an open one."""
+    found = []
+    if len(sessions) > generations:
+        found.append(
+            f"{len(sessions)} sessions opened for {generations} clear generation(s): "
+            f"{[s['browser_session_id'] for s in sessions]}"
+        )
+    told = outcome.state == "failed" and any(
+        phrase in error.lower() for error in outcome.errors for phrase in SESSION_TOLD
+    )
+    for session in sessions:
+        if session["status"] != "completed" and not told:
+            found.append(f"session {session['browser_session_id']} is left {session['status']}")
+    if outcome.state == "success" and outcome.return_value not in [s["browser_session_id"] for s in sessions]:
+        found.append(f"the setup handed on {outcome.return_value!r}, no session it opened")
     return found

@@ -1,5 +1,10 @@
 """Every crash point of a run's life, for every run kind, mode and Airflow generation, against the emulator.
 
+The run kinds are :data:`.schedules.KINDS` (task skyvern-2.0 and skyvern-1.0, workflow, login,
+download_files), deferrable and blocking, with and without the state store (login and download_files with it
+only: :data:`.schedules.FOUND_ONLY_BY_THE_STORE`). A browser session's setup task has its own module,
+:mod:`.test_session_crash_points`.
+
 For each configuration a schedule first runs with no crash, recording the step boundaries it passes (see
 :mod:`.airflow_model`); then one schedule per boundary runs with the process dying exactly there, and
 Airflow's retries (and, for the triggerer, another triggerer) carrying on. After each schedule the
