@@ -299,6 +299,13 @@ class Cluster:
             raise ClusterError(f"postgres {what} failed: {reason[-1]}; log at {log}")
 
     def _start_postgres(self) -> None:
+        if os.geteuid() == 0:
+            closed = [str(d) for d in (self.root, *self.root.parents) if not d.stat().st_mode & 0o001]
+            if closed:
+                raise ClusterError(
+                    f"postgres: the postgres user cannot enter {closed[-1]} (mode without o+x); "
+                    "put the cluster in a directory it can enter, e.g. under /tmp"
+                )
         pg = self.root / "pg"
         pg.mkdir(mode=0o700, exist_ok=True)
         log = self.log_path("postgres")

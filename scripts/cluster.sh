@@ -6,6 +6,7 @@
 #   bash scripts/cluster.sh up [--dir DIR] [--dags-folder DIR] [--env KEY=VALUE ...]
 #   bash scripts/cluster.sh status [--dir DIR]
 #   bash scripts/cluster.sh down [--dir DIR]
+#   bash scripts/cluster.sh prepare          only installs what `up` needs (tests/distributed starts its own)
 #
 # DIR defaults to $SKYVERN_CLUSTER_DIR or /tmp/skyvern-cluster. `up` first installs what is missing: Debian's
 # postgresql and redis-server (apt-get, as root; their own services are not started), and the Celery and
@@ -80,13 +81,14 @@ EOF
 }
 
 case "${1:-}" in
-    up)
+    up | prepare)
         ensure_debian_packages
         ensure_python_packages
+        [ "$1" = prepare ] && exit 0
         ;;
     down | status) ;;
     *)
-        echo "usage: scripts/cluster.sh up|down|status [--dir DIR] [--dags-folder DIR] [--env KEY=VALUE]" >&2
+        echo "usage: scripts/cluster.sh up|down|status|prepare [--dir DIR] [--dags-folder DIR] [--env KEY=VALUE]" >&2
         exit 2
         ;;
 esac
