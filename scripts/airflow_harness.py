@@ -311,6 +311,13 @@ class Emulator:
         response = self.http.get(f"/v1/runs/{quote(run_id, safe='')}", headers={"x-api-key": self.api_key})
         return dict(raise_for_status(response))
 
+    def add_faults(self, rules: list[dict[str, Any]]) -> None:
+        """Adds fault rules (``FaultRule`` fields: method, path, status, reset, after_create, times, ...)."""
+        raise_for_status(self.http.post("/_emulator/faults", json=rules))
+
+    def clear_faults(self) -> None:
+        raise_for_status(self.http.delete("/_emulator/faults"))
+
     def stop(self) -> StopReport:
         self.http.close()
         return self.process.stop()
@@ -331,64 +338,27 @@ class Skyvern:
         return f"the bundled emulator at {self.base_url}" if self.emulated else self.base_url
 
 
-class Airflow:
-    """``airflow standalone`` on SQLite and 127.0.0.1, driven over REST API v2 with a real login."""
+class AirflowApi:
+    """An Airflow API server on 127.0.0.1, driven over REST API v2 with a real login: what tests call.
 
-    def __init__(
-        self, home: Path, dags_folder: Path, extra_env: Mapping[str, str], port: int | None = None
-    ) -> None:
-        self.home = home
-        self.port = claim_port(port, "Airflow API server")
-        self.url = f"http://{LOOPBACK}:{self.port}"
-        env = {**os.environ, **_airflow_env(home, dags_folder, self.port), **extra_env}
-        # Each of standalone's ~10 Python processes imports about 1300 modules; with no bytecode cache
-        # (uv installs none, and PYTHONDONTWRITEBYTECODE stops Python writing one) each compiles them from
-        # source again, which doubles the time to healthy. Cache them beside the venv instead.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env.setdefault("PYTHONPYCACHEPREFIX", str(VENV_BIN.parent / "pycache"))
-        argv = [str(VENV_BIN / "airflow"), "standalone"]
-        self.process = ManagedProcess("airflow standalone", argv, env, home / "standalone.log")
+    ``ensure_running`` is where a subclass that owns the processes fails fast when one of them died."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
         self.api = httpx.Client(base_url=f"{self.url}/api/v2", timeout=30.0)
 
-    # ---- lifecycle -------------------------------------------------------------------------------------
+    def ensure_running(self) -> None:
+        """Raises HarnessError when the Airflow under test is gone; nothing to check for a bare API."""
 
-    def start(
-        self, timeout: float = 180.0, progress: Callable[[str], None] | None = None, every: float = 10.0
-    ) -> None:
-        """Starts standalone and logs in once it reports healthy; every ``every`` seconds until then,
-        ``progress`` gets a line saying which components are healthy yet."""
-        self.process.start()
-        started = time.monotonic()
-        next_report = started + every
-
-        def healthy() -> bool | None:
-            nonlocal next_report
-            ok = self._healthy()
-            if ok is None and progress is not None and time.monotonic() >= next_report:
-                next_report += every
-                progress(
-                    f"  waiting for Airflow ({time.monotonic() - started:.0f}s): {self.startup_status()}"
-                )
-            return ok
-
-        poll_until(healthy, timeout=timeout, what=f"Airflow to report healthy on {self.url}", interval=1)
+    def login(self, password: str, username: str = "admin") -> None:
         token = raise_for_status(
             httpx.post(
-                f"{self.url}/auth/token",
-                json={"username": "admin", "password": self.admin_password()},
-                timeout=30.0,
+                f"{self.url}/auth/token", json={"username": username, "password": password}, timeout=30.0
             )
         )["access_token"]
         self.api.headers["Authorization"] = f"Bearer {token}"
 
-    def _healthy(self) -> bool | None:
-        self.process.ensure_running()
-        health = self._health()
-        if health is None:
-            return None
-        return True if all(health.get(name) == "healthy" for name in HEALTH_COMPONENTS) else None
-
-    def _health(self) -> dict[str, str | None] | None:
+    def health(self) -> dict[str, str | None] | None:
         """Component → status from ``/monitor/health``; None while the API server does not answer."""
         try:
             body = self.api.get("/monitor/health").json()
@@ -397,40 +367,6 @@ class Airflow:
         if not isinstance(body, dict):
             return None
         return {name: (body.get(name) or {}).get("status") for name in HEALTH_COMPONENTS}
-
-    def startup_status(self) -> str:
-        """Which components are healthy yet or, before the API server answers, which are up (by the line
-        each logs once it runs) and which are still starting (a process, still importing Airflow)."""
-        health = self._health()
-        if health is not None:
-            healthy = [name for name in HEALTH_COMPONENTS if health[name] == "healthy"]
-            waiting = [name for name in HEALTH_COMPONENTS if health[name] != "healthy"]
-            return f"healthy: {', '.join(healthy) or 'none'}; not yet: {', '.join(waiting)}"
-        if not any("Database ready" in line for line in self.process.log_lines(prefix="standalone")):
-            return "API server not answering yet; standalone is preparing the database"
-        up = sorted(
-            name
-            for name, marker in STARTUP_MARKERS.items()
-            if any(marker in line for line in self.process.log_lines(prefix=name))
-        )
-        processes = {
-            word.replace("_", "-")  # the API server retitles itself "airflow api_server -- …"
-            for pid in session_members(self.process.pid)
-            for word in describe_processes([pid]).split()
-        }
-        starting = sorted(name for name in STANDALONE_COMPONENTS if name in processes and name not in up)
-        parts = ["API server not answering yet"]
-        parts += [f"up: {', '.join(up)}"] if up else []
-        parts += [f"starting: {', '.join(starting)}"] if starting else []
-        return "; ".join(parts)
-
-    def admin_password(self) -> str:
-        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
-        return str(passwords["admin"])
-
-    def stop(self) -> StopReport:
-        self.api.close()
-        return self.process.stop()
 
     # ---- DAGs and runs ---------------------------------------------------------------------------------
 
@@ -441,7 +377,7 @@ class Airflow:
         """Until the DAG is parsed; an import error of any DAG file fails at once, with its message."""
 
         def parsed() -> bool | None:
-            self.process.ensure_running()
+            self.ensure_running()
             errors = self.call("GET", "/importErrors")["import_errors"]
             if errors:
                 first = errors[0]
@@ -533,17 +469,106 @@ class Airflow:
         return dict(body["extra_links"])
 
 
+class Airflow(AirflowApi):
+    """``airflow standalone`` on SQLite and 127.0.0.1, driven over REST API v2 with a real login."""
+
+    def __init__(
+        self, home: Path, dags_folder: Path, extra_env: Mapping[str, str], port: int | None = None
+    ) -> None:
+        self.home = home
+        self.port = claim_port(port, "Airflow API server")
+        super().__init__(f"http://{LOOPBACK}:{self.port}")
+        env = {**os.environ, **_airflow_env(home, dags_folder, self.port), **extra_env}
+        # Each of standalone's ~10 Python processes imports about 1300 modules; with no bytecode cache
+        # (uv installs none, and PYTHONDONTWRITEBYTECODE stops Python writing one) each compiles them from
+        # source again, which doubles the time to healthy. Cache them beside the venv instead.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env.setdefault("PYTHONPYCACHEPREFIX", str(VENV_BIN.parent / "pycache"))
+        argv = [str(VENV_BIN / "airflow"), "standalone"]
+        self.process = ManagedProcess("airflow standalone", argv, env, home / "standalone.log")
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+
+    def start(
+        self, timeout: float = 180.0, progress: Callable[[str], None] | None = None, every: float = 10.0
+    ) -> None:
+        """Starts standalone and logs in once it reports healthy; every ``every`` seconds until then,
+        ``progress`` gets a line saying which components are healthy yet."""
+        self.process.start()
+        started = time.monotonic()
+        next_report = started + every
+
+        def healthy() -> bool | None:
+            nonlocal next_report
+            ok = self._healthy()
+            if ok is None and progress is not None and time.monotonic() >= next_report:
+                next_report += every
+                progress(
+                    f"  waiting for Airflow ({time.monotonic() - started:.0f}s): {self.startup_status()}"
+                )
+            return ok
+
+        poll_until(healthy, timeout=timeout, what=f"Airflow to report healthy on {self.url}", interval=1)
+        self.login(self.admin_password())
+
+    def ensure_running(self) -> None:
+        self.process.ensure_running()
+
+    def _healthy(self) -> bool | None:
+        self.process.ensure_running()
+        health = self.health()
+        if health is None:
+            return None
+        return True if all(health.get(name) == "healthy" for name in HEALTH_COMPONENTS) else None
+
+    def startup_status(self) -> str:
+        """Which components are healthy yet or, before the API server answers, which are up (by the line
+        each logs once it runs) and which are still starting (a process, still importing Airflow)."""
+        health = self.health()
+        if health is not None:
+            healthy = [name for name in HEALTH_COMPONENTS if health[name] == "healthy"]
+            waiting = [name for name in HEALTH_COMPONENTS if health[name] != "healthy"]
+            return f"healthy: {', '.join(healthy) or 'none'}; not yet: {', '.join(waiting)}"
+        if not any("Database ready" in line for line in self.process.log_lines(prefix="standalone")):
+            return "API server not answering yet; standalone is preparing the database"
+        up = sorted(
+            name
+            for name, marker in STARTUP_MARKERS.items()
+            if any(marker in line for line in self.process.log_lines(prefix=name))
+        )
+        processes = {
+            word.replace("_", "-")  # the API server retitles itself "airflow api_server -- …"
+            for pid in session_members(self.process.pid)
+            for word in describe_processes([pid]).split()
+        }
+        starting = sorted(name for name in STANDALONE_COMPONENTS if name in processes and name not in up)
+        parts = ["API server not answering yet"]
+        parts += [f"up: {', '.join(up)}"] if up else []
+        parts += [f"starting: {', '.join(starting)}"] if starting else []
+        return "; ".join(parts)
+
+    def admin_password(self) -> str:
+        passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
+        return str(passwords["admin"])
+
+    def stop(self) -> StopReport:
+        self.api.close()
+        return self.process.stop()
+
+
 class StateRecorder:
     """Every distinct state each task instance went through, polled: how a short ``deferred`` is seen."""
 
-    def __init__(self, airflow: Airflow, on_change: Callable[[str, str | None], None] | None = None) -> None:
+    def __init__(
+        self, airflow: AirflowApi, on_change: Callable[[str, str | None], None] | None = None
+    ) -> None:
         self.airflow = airflow
         self.on_change = on_change
         self.history: dict[tuple[str, str, str], list[str | None]] = {}
 
     def poll(self, dag_id: str, run_id: str) -> str:
         """Records the task states of one DAG run once; returns the DAG run's state."""
-        self.airflow.process.ensure_running()
+        self.airflow.ensure_running()
         for label, state in self.airflow.task_states(dag_id, run_id).items():
             seen = self.history.setdefault((dag_id, run_id, label), [])
             if not seen or seen[-1] != state:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command (README): lint, types, unit + integration tests, end-to-end and browser tests on a real
-# Airflow, the real Skyvern vs the emulator, then the unit, emulator and dag.test() tests again on Airflow 3.0,
-# 3.1 and 3.2 (docs/airflow-versions.md). Creates .venv (and .venv-af<version>) on first use.
+# Airflow, the distributed suite on a Postgres + Redis + Celery + two-triggerer Airflow, the real Skyvern vs
+# the emulator, then the unit, emulator and dag.test() tests again on Airflow 3.0, 3.1 and 3.2
+# (docs/airflow-versions.md). Creates .venv (and .venv-af<version>) on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
@@ -19,11 +20,15 @@ step "mypy (strict, package)"
 mypy
 
 step "unit, emulator and dag.test() integration tests (coverage of hooks and models)"
-python -m pytest -m "not e2e and not real_skyvern" --cov=airflow_provider_skyvern --cov-report=term:skip-covered -q
+python -m pytest -m "not e2e and not real_skyvern and not distributed" --cov=airflow_provider_skyvern --cov-report=term:skip-covered -q
 
 step "end-to-end and browser tests (real Airflow + emulator + headless Chromium)"
 bash scripts/ensure_chromium.sh || true
 python -m pytest -m e2e -q -p no:randomly
+
+step "distributed: Postgres + Redis + CeleryExecutor + two triggerers, components killed mid-run (scripts/cluster.sh)"
+bash scripts/cluster.sh prepare
+python -m pytest -m distributed tests/distributed -q -p no:randomly --durations=5
 
 step "real Skyvern 1.0.56 vs the emulator (../shared/real-skyvern; skipped, with the reason, when it cannot start)"
 python -m pytest -m real_skyvern -q -rs -p no:randomly --durations=5
@@ -35,6 +40,7 @@ python -m pytest -m real_skyvern -q -rs -p no:randomly --durations=5
 for airflow in 3.0.6 3.1.8 3.2.2; do
     step "unit, emulator and dag.test() integration tests on Airflow $airflow"
     bash scripts/airflow_env.sh "$airflow"
-    ".venv-af$airflow/bin/python" -m pytest -m "not e2e and not real_skyvern" -q -p no:cacheprovider \
-        --ignore tests/e2e --ignore tests/real_skyvern --ignore tests/simulator
+    ".venv-af$airflow/bin/python" -m pytest -m "not e2e and not real_skyvern and not distributed" -q \
+        -p no:cacheprovider --ignore tests/e2e --ignore tests/real_skyvern --ignore tests/simulator \
+        --ignore tests/distributed
 done
