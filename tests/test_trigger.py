@@ -251,6 +251,29 @@ def ti_state(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     return answers
 
 
+@pytest.fixture
+def pushed_run_id(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The ``run_id`` XCom the task's current try pushed before deferring (``XCom.get_one``)."""
+    from airflow.sdk.execution_time.xcom import XCom
+
+    answers: list[Any] = ["tsk_v2_1"]
+
+    def get_one(**kwargs: Any) -> Any:
+        assert kwargs == {
+            "key": "run_id",
+            "dag_id": "nightly",
+            "task_id": "extract",
+            "run_id": "manual__1",
+            "map_index": -1,
+        }
+        if isinstance(answers[0], Exception):
+            raise answers[0]
+        return answers[0]
+
+    monkeypatch.setattr(XCom, "get_one", staticmethod(get_one))
+    return answers
+
+
 def watched_trigger(**kwargs: Any) -> SkyvernRunTrigger:
     trigger = SkyvernRunTrigger(run_id="tsk_v2_1", deadline=time.time() + 60, poll_interval=0.001, **kwargs)
     trigger.task_instance = SimpleNamespace(  # type: ignore[assignment]
@@ -272,16 +295,44 @@ async def test_on_kill_cancels_when_the_task_no_longer_waits(
     assert cancel.calls.last.request.headers["x-api-key"] == API_KEY
 
 
+@pytest.mark.parametrize("pushed", ["tsk_v2_1", None, RuntimeError("API server unreachable")])
 @respx.mock(base_url=BASE_URL, assert_all_called=False)
 async def test_a_trigger_moved_to_another_triggerer_does_not_cancel(
-    respx_mock: respx.MockRouter, ti_state: list[Any], capsys: pytest.CaptureFixture[str]
+    respx_mock: respx.MockRouter,
+    ti_state: list[Any],
+    pushed_run_id: list[Any],
+    capsys: pytest.CaptureFixture[str],
+    pushed: Any,
 ) -> None:
-    """Issue 7, 7: Airflow 3.3 calls on_kill on reassignment too; the task is still deferred then."""
+    """Issue 7, 7: Airflow 3.3 calls on_kill on reassignment too; the task is still deferred then, on this
+    trigger's run (or which run cannot be told: do_xcom_push=False, an unreadable XCom): never cancel."""
     ti_state[0] = "deferred"
+    pushed_run_id[0] = pushed
     cancel = respx_mock.post(f"{RUN}/cancel").respond(200, json=None)
     await watched_trigger().on_kill()
     assert cancel.call_count == 0
     assert "stopped while its task is still deferred" in capsys.readouterr().out
+
+
+@respx.mock(base_url=BASE_URL, assert_all_called=False)
+async def test_a_trigger_whose_task_a_later_try_deferred_on_another_run_cancels_its_run(
+    respx_mock: respx.MockRouter,
+    ti_state: list[Any],
+    pushed_run_id: list[Any],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 17 row 10: a clear while deferred with reattach=False; try 2 started its own run and deferred
+    within a second, so the old trigger's on_kill sees the task deferred — on another run."""
+    ti_state[0] = "deferred"
+    pushed_run_id[0] = "tsk_v2_2"
+    respx_mock.get(RUN).respond(200, json=task_run("tsk_v2_1", "running"))
+    cancel = respx_mock.post(f"{RUN}/cancel").respond(200, json=None)
+    await watched_trigger().on_kill()
+    assert cancel.call_count == 1
+    assert (
+        "Task is deferred again, by a later try waiting for Skyvern run tsk_v2_2: nobody waits for run "
+        "tsk_v2_1 any more, canceling it" in capsys.readouterr().out
+    )
 
 
 @respx.mock(base_url=BASE_URL, assert_all_called=False)

@@ -146,20 +146,29 @@ class SkyvernRunTrigger(BaseTrigger):
         ends = time.monotonic() + ON_KILL_BUDGET
         state = await self._task_instance_state()
         if state == "deferred":
+            waited_for = await self._run_the_task_waits_for()
+            if waited_for is None or waited_for == self.run_id:
+                self.log.info(
+                    "Trigger for Skyvern run %s stopped while its task is still deferred (moved to another "
+                    "triggerer or restarting): not canceling the run",
+                    self.run_id,
+                )
+                return
             self.log.info(
-                "Trigger for Skyvern run %s stopped while its task is still deferred (moved to another "
-                "triggerer or restarting): not canceling the run",
+                "Task is deferred again, by a later try waiting for Skyvern run %s: nobody waits for run %s any "
+                "more, canceling it",
+                waited_for,
                 self.run_id,
             )
-            return
-        if state is None:
+        elif state is None:
             self.log.warning(
                 "Trigger for Skyvern run %s stopped and the state of its task could not be read: "
                 "not canceling the run; cancel it in Skyvern if nobody waits for it",
                 self.run_id,
             )
             return
-        self.log.info("Task is %s, no longer waiting: canceling Skyvern run %s", state, self.run_id)
+        else:
+            self.log.info("Task is %s, no longer waiting: canceling Skyvern run %s", state, self.run_id)
         try:
             async with SkyvernHook(self.skyvern_conn_id) as hook:
                 with anyio.fail_after(
@@ -186,6 +195,30 @@ class SkyvernRunTrigger(BaseTrigger):
                 "Skyvern run %s had already ended %s: not canceling it", self.run_id, run.status.value
             )
         return run.is_terminal
+
+    async def _run_the_task_waits_for(self) -> str | None:
+        """The run id the task's current try pushed before deferring (XComs are cleared when a try starts,
+        never when it resumes): another id means a later try deferred on its own run, after a clear. None
+        when it cannot be told (no XCom pushed, ``do_xcom_push=False``, or it could not be read)."""
+        ti = self.task_instance
+        if ti is None:
+            return None
+        try:
+            from airflow.sdk.execution_time.xcom import XCom
+            from asgiref.sync import sync_to_async
+
+            with anyio.fail_after(TI_STATE_TIMEOUT):
+                value = await sync_to_async(XCom.get_one)(
+                    key="run_id",
+                    dag_id=ti.dag_id,
+                    task_id=ti.task_id,
+                    run_id=ti.run_id,
+                    map_index=ti.map_index,
+                )
+        except Exception as exc:  # unknown: the caller keeps to not canceling
+            self.log.warning("Could not read which run task %s waits for: %s", ti.task_id, exc)
+            return None
+        return value if isinstance(value, str) else None
 
     async def _task_instance_state(self) -> str | None:
         """The task instance's state now, from the API server ("removed" when it is gone); None if unknown."""
