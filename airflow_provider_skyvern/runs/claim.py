@@ -12,7 +12,6 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import datetime, timezone
 from typing import Any
 
 from airflow_provider_skyvern.compat import AirflowException
@@ -29,6 +28,7 @@ from airflow_provider_skyvern.runs.ledger import (
     SubmissionLedger,
     run_tag,
 )
+from airflow_provider_skyvern.runs.moments import utc_text
 
 READ_BEFORE_CANCEL_SECONDS = 10.0
 KILL_WAIT_SECONDS = 3.0
@@ -104,10 +104,6 @@ def why_no_retry_finds(context: Any, *, reattach: bool, keeps_title: bool, store
 
 class KilledWhileStarting(AirflowException):
     """The kill came while the run-creating POST was in flight; the run it created was canceled."""
-
-
-def _when(unix: float) -> str:
-    return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class RunClaim:
@@ -198,7 +194,7 @@ class RunClaim:
             self.log.warning(
                 "A submission of this task before it was cleared (%s) may have created a Skyvern run that "
                 "cannot be looked for; the task was cleared, so starting a new one",
-                _when(record.since),
+                utc_text(record.since),
             )
             self.ledger.clear()
             return None
@@ -269,7 +265,7 @@ class RunClaim:
                 ) from None
         if not record.findable:
             raise RunStateUnknown(
-                f"Could not tell whether an earlier try's submission ({_when(record.since)}) created a "
+                f"Could not tell whether an earlier try's submission ({utc_text(record.since)}) created a "
                 f"Skyvern run: {UNRECOGNISABLE}",
                 next_step=NOT_SUBMITTING_BLIND,
             )
@@ -277,13 +273,13 @@ class RunClaim:
             found = self.finder.created_by(record)
         except RunStateUnknown as unknown:
             raise RunStateUnknown(
-                f"Could not tell whether an earlier try's submission ({_when(record.since)}) created a "
+                f"Could not tell whether an earlier try's submission ({utc_text(record.since)}) created a "
                 f"Skyvern run: {unknown}",
                 next_step=NOT_SUBMITTING,
             ) from None
         except SkyvernError as exc:
             raise RunStateUnknown(
-                f"An earlier try's submission ({_when(record.since)}) may have created a Skyvern run, and "
+                f"An earlier try's submission ({utc_text(record.since)}) may have created a Skyvern run, and "
                 f"looking for it failed ({exc})",
                 next_step=NOT_SUBMITTING,
             ) from None
@@ -293,14 +289,14 @@ class RunClaim:
         if self.finder.settled(record, timeout):
             return None
         raise RunStateUnknown(
-            f"Could not tell yet whether an earlier try's submission ({_when(record.since)}) created a "
+            f"Could not tell yet whether an earlier try's submission ({utc_text(record.since)}) created a "
             f"Skyvern run: none is listed so far, {self._settle_note(record)}",
             next_step=f"not starting another run before then; {SETTLED_NEXT_STEP}",
         )
 
     def _settle_note(self, record: Submission) -> str:
         settles = self.finder.settles_at(record, self.hook.settings.request_timeout)
-        return f"and one it created would be listed by {_when(settles)}"
+        return f"and one it created would be listed by {utc_text(settles)}"
 
     def _read_tagged(self, run_id: str) -> RunResponse:
         try:
@@ -411,7 +407,7 @@ class RunClaim:
                 "Task killed while the POST starting its Skyvern run was in flight (since %s): its run, if "
                 "it creates one, is canceled the moment it answers, while this process lives; the record in "
                 "the task state store says a POST was in flight, for the next try to look",
-                _when(self.submission.since),
+                utc_text(self.submission.since),
             )
             return True
         except Exception:  # it failed: reported by the try itself, and no run to cancel is known

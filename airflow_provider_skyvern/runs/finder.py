@@ -20,7 +20,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timezone
 
 from airflow_provider_skyvern.exceptions import SkyvernError, SkyvernHTTPError
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
@@ -31,6 +30,7 @@ from airflow_provider_skyvern.runs.ledger import (
     RunStateUnknown,
     Submission,
 )
+from airflow_provider_skyvern.runs.moments import unix
 
 CLOCK_FLOOR_SECONDS = 1.0
 """Added to the measured clock difference: ``created_at`` and ``Date`` may come from two server hosts."""
@@ -206,7 +206,7 @@ def _runs(count: int) -> str:
 
 
 def _created_at(item: RunListItem) -> float:
-    return item.created_at.astimezone(timezone.utc).timestamp()
+    return unix(item.created_at)
 
 
 def _may_be(item: RunListItem, submission: Submission) -> bool:

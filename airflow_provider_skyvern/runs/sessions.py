@@ -9,7 +9,6 @@ when it is the only such session; anything else is "could not tell", and no seco
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.models import BrowserSession
 from airflow_provider_skyvern.runs.ledger import RunStateUnknown, run_tag
+from airflow_provider_skyvern.runs.moments import unix, utc_text
 
 SESSION_STATE_KEY = "skyvern_browser_session_kept_for_retries"
 """The session a retry of the setup task reuses; deleting it while the task can retry opens a second one."""
@@ -80,7 +80,7 @@ class SessionLedger:
         else:
             start = since - clock.ahead_at_most - CLOCK_FLOOR_SECONDS
             end = until - clock.ahead_at_least + CLOCK_FLOOR_SECONDS
-        return [s for s in listed if start <= _unix(s.created_at) <= end and s.timeout == timeout]
+        return [s for s in listed if start <= unix(s.created_at) <= end and s.timeout == timeout]
 
     def _opened_by(self, record: SessionRecord) -> BrowserSession | None:
         request_timeout = self.hook.settings.request_timeout
@@ -96,12 +96,12 @@ class SessionLedger:
             return session
         if not candidates and time.time() >= window_ends + SETTLE_SECONDS:
             return None  # nothing was opened: a new create is safe
-        when = _when(record.since)
+        when = utc_text(record.since)
         if candidates:
             ids = ", ".join(f"{s.browser_session_id} ({s.status})" for s in candidates[:5])
             found = f"{len(candidates)} sessions were opened while it was in flight ({ids})"
         else:
-            found = f"none is listed yet; a session it opened would be listed by {_when(window_ends + SETTLE_SECONDS)}"
+            found = f"none is listed yet; a session it opened would be listed by {utc_text(window_ends + SETTLE_SECONDS)}"
         raise RunStateUnknown(
             f"Could not tell whether an earlier try's create ({when}) opened a Skyvern browser session: {found}; "
             "not opening another while that is unknown; the next try looks again"
@@ -139,11 +139,3 @@ class SessionLedger:
     def _write(self, record: SessionRecord) -> None:
         if self._store is not None:
             self._store.set(SESSION_STATE_KEY, record.model_dump(mode="json"))
-
-
-def _unix(moment: datetime) -> float:
-    return moment.astimezone(timezone.utc).timestamp()
-
-
-def _when(unix: float) -> str:
-    return datetime.fromtimestamp(unix, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
