@@ -18,6 +18,7 @@ from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.operators.task import SkyvernRunFailedError, SkyvernRunTaskOperator
 from airflow_provider_skyvern.runs.ledger import STATE_KEY, run_tag
+from airflow_provider_skyvern.runs.usage import USAGE_KEY
 from airflow_provider_skyvern.triggers.skyvern import SkyvernRunTrigger
 from airflow_provider_skyvern.version_compat import AIRFLOW_V_3_1_PLUS
 from tests.conftest import API_KEY, FastClock
@@ -231,6 +232,7 @@ def test_completed_run_returns_output_and_pushes_fresh_artifact_urls(skyvern: re
         ],
         "step_count": 4,
         "failure_reason": None,
+        "usage": {"steps": 4, "runs": 1, "tries": 1, "replayed_as_code": 0},
     }
     if not AIRFLOW_V_3_1_PLUS:  # Airflow 3.0 cannot store a None XCom: none is pushed
         del expected["failure_reason"]
@@ -300,7 +302,8 @@ def test_deadline_cancels_the_run_then_fails(skyvern: respx.MockRouter) -> None:
         str(raised.value)
         == "Skyvern run tsk_v2_1 did not finish within timeout=900s (last status running, step 4); it was canceled"
     )
-    assert context["task_state_store"].values == {}
+    assert set(context["task_state_store"].values) == {USAGE_KEY}  # the run record is gone; its cost stays
+    assert context["ti"].xcoms["usage"] == {"steps": 4, "runs": 1, "tries": 1, "replayed_as_code": 0}
 
 
 def test_deadline_still_fails_when_the_cancel_fails(
@@ -902,5 +905,5 @@ def test_a_record_under_the_key_of_earlier_releases_is_still_reattached_to(skyve
     with pytest.raises(TaskDeferred) as deferred:
         operator().execute(make_context(store))
     assert (deferred.value.trigger.run_id, post.call_count) == ("tsk_v2_1", 0)
-    assert set(store.values) == {STATE_KEY}
+    assert set(store.values) == {STATE_KEY, USAGE_KEY}
     assert store.values[STATE_KEY]["phase"] == "submitted"

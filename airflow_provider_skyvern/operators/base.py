@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from airflow_provider_skyvern.runs.events import RunEvent
     from airflow_provider_skyvern.runs.kinds import RunKind
     from airflow_provider_skyvern.runs.ledger import RunStateUnknown, SubmissionLedger
+    from airflow_provider_skyvern.runs.usage import UsageLedger, UsageRecord
     from airflow_provider_skyvern.runs.waiting import StartLimit
 
 
@@ -62,6 +63,10 @@ class SkyvernRunOperatorBase(BaseOperator):
         concurrent-run limit: Free 1, Hobby 10, Pro 25); with it, ``timeout`` counts from when the run
         started, so a fan-out's last runs are not timed out for waiting their turn. Default None: the wait
         counts toward ``timeout``, from the submission. ``execution_timeout`` binds either way.
+    :param max_steps_total: the most steps (Skyvern bills about one credit each) all runs of this task
+        instance may spend, across its retries: a try starts no run once the runs before it spent so much
+        that another like them would pass it (Airflow 3.3's task state store keeps the count; without it,
+        each try counts alone). XCom ``usage`` says what was spent: ``{steps, runs, tries, replayed_as_code}``.
     """
 
     checked_arguments: ClassVar[tuple[str, ...]] = ()
@@ -82,15 +87,19 @@ class SkyvernRunOperatorBase(BaseOperator):
         artifacts_destination: Any = None,
         artifacts_conn_id: str | None = None,
         queue_timeout: float | None = None,
+        max_steps_total: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if queue_timeout is not None:
-            try:
+        try:
+            if queue_timeout is not None:
                 check.check_positive("queue_timeout", queue_timeout, integer=False)
-            except check.InvalidParameter as exc:
-                raise ValueError(f"{type(self).__name__}(task_id={self.task_id!r}) {exc}") from None
+            if max_steps_total is not None:
+                check.check_positive("max_steps_total", max_steps_total)
+        except check.InvalidParameter as exc:
+            raise ValueError(f"{type(self).__name__}(task_id={self.task_id!r}) {exc}") from None
         self.queue_timeout = queue_timeout
+        self.max_steps_total = max_steps_total
         if (
             isinstance(artifacts_destination, str)
             and not check.is_unresolved(artifacts_destination)
@@ -139,6 +148,10 @@ class SkyvernRunOperatorBase(BaseOperator):
 
     def _check_output(self, context: Any, run: RunResponse) -> None:
         """Raise to fail a completed run whose output is not acceptable."""
+
+    def _most_steps_per_run(self) -> int | None:
+        """The most steps one run of this request may take, when the request caps it (``max_steps``)."""
+        return None
 
     # ---- parse-time checks ----------------------------------------------------------------------------
 
@@ -210,8 +223,12 @@ class SkyvernRunOperatorBase(BaseOperator):
         except SkyvernError as exc:
             message = f"Looking for a Skyvern run an earlier try of this task started failed: {exc}"
             raise exc.reworded(message) from None
+        usage = self._usage(context)
         if run is None:
+            if self.max_steps_total is not None:
+                self._check_budget(usage.settle(self.hook.get_run))
             run = self._submit(claim)
+        usage.started(run.run_id)
         self._active_run_id, self.skyvern_app_url = run.run_id, run.app_url
         self._push(context, identity_xcoms(run))
 
@@ -333,6 +350,35 @@ class SkyvernRunOperatorBase(BaseOperator):
         except SkyvernError as exc:
             raise exc.reworded(f"Starting the Skyvern run failed: {exc}") from None
 
+    def _usage(self, context: Any) -> UsageLedger:
+        from airflow_provider_skyvern.runs.ledger import run_tag
+        from airflow_provider_skyvern.runs.usage import UsageLedger
+
+        return UsageLedger(context, run_tag(context))
+
+    def _check_budget(self, spent: UsageRecord) -> None:
+        """``max_steps_total``: no run that, like this task instance's runs so far, would spend past it."""
+        assert self.max_steps_total is not None
+        if not spent.runs:
+            return
+        next_run = self._most_steps_per_run() or spent.largest_run()
+        if spent.steps + next_run <= self.max_steps_total:
+            return
+        cap = "its max_steps" if self._most_steps_per_run() else "the largest run of this task so far"
+        raise AirflowFailException(
+            f"max_steps_total={self.max_steps_total}: this task instance's runs already spent {spent.steps} "
+            f"steps ({spent.described()}), and another run may take {next_run} ({cap}); not starting one. "
+            "Raise max_steps_total, or clear the task to count afresh"
+        )
+
+    def _account(self, context: Any, record: UsageRecord, run: RunResponse | None) -> None:
+        """XCom ``usage`` (on success and on failure), and the cost line that ends the run's story."""
+        from airflow_provider_skyvern.runs.usage import cost_line
+
+        self._push(context, {"usage": record.totals()})
+        if run is not None:
+            self.log.info("%s", cost_line(run, record, across_tries=self._usage(context).kept_across_tries))
+
     def _unknown_for_good(self, exc: RunStateUnknown, why: str) -> AirflowFailException:
         """No later try would look again (``why``): a run known by id but unreadable is canceled
         (cancel_on_kill); the message says what is left to do, not what the next try does."""
@@ -410,6 +456,8 @@ class SkyvernRunOperatorBase(BaseOperator):
                 return self._finish(context, seen)
             after = self._cancel(event.run_id, seen, read=False)
             ledger.clear()
+            steps = seen.step_count if seen is not None else event.step_count
+            self._account(context, self._usage(context).stopped(event.run_id, steps, "canceled"), None)
             limit = event.limit or f"timeout={self.timeout:g}s"
             if event.run_status is None and event.message:
                 raise SkyvernRunFailedError(
@@ -461,6 +509,7 @@ class SkyvernRunOperatorBase(BaseOperator):
         self._ended, self._active_run_id = True, None
         self._push(context, {**result_xcoms(run), **self._extra_xcoms(run)})
         story.log_story(self.hook, run, self.log)
+        self._account(context, self._usage(context).ended(run), run)
         copy_failed = self._copy_artifacts(context, run, ledger)
         if run.status is not RunStatus.completed:
             ledger.ended(run.run_id, run.status.value)

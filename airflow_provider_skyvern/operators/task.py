@@ -198,6 +198,9 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
         """The rendered request; a bad value is a ``check.InvalidParameter`` naming the field."""
         return _task_request({name: getattr(self, name) for name in _REQUEST_ARGUMENTS}, only_known=False)
 
+    def _most_steps_per_run(self) -> int | None:
+        return self.max_steps if isinstance(self.max_steps, int) else None
+
     def _run_kind(self) -> RunKind:
         from airflow_provider_skyvern.runs.kinds import TaskRun
 

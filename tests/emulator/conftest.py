@@ -46,3 +46,17 @@ def hook(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     FastClock(monkeypatch)
     with SkyvernHook() as skyvern_hook:
         yield skyvern_hook
+
+
+@pytest.fixture
+def virtual_time(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The provider reads and sleeps on the emulator's clock: a wait of minutes takes no time."""
+    from airflow_provider_skyvern.hooks.clock import Clock
+
+    async def asleep(_: Clock, seconds: float) -> None:
+        clock.advance(max(seconds, 0.0))
+
+    monkeypatch.setattr(Clock, "time", lambda _: clock.now)
+    monkeypatch.setattr(Clock, "sleep", lambda _, seconds: clock.advance(max(seconds, 0.0)))
+    monkeypatch.setattr(Clock, "asleep", asleep)
+    return clock

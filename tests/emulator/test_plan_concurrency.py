@@ -123,20 +123,6 @@ def test_a_limit_below_one_is_refused(emulator: EmulatorServer) -> None:
 
 
 @pytest.fixture
-def virtual_time(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """The provider reads and sleeps on the emulator's clock: a wait of minutes takes no time."""
-    from airflow_provider_skyvern.hooks.clock import Clock
-
-    async def asleep(_: Clock, seconds: float) -> None:
-        clock.advance(max(seconds, 0.0))
-
-    monkeypatch.setattr(Clock, "time", lambda _: clock.now)
-    monkeypatch.setattr(Clock, "sleep", lambda _, seconds: clock.advance(max(seconds, 0.0)))
-    monkeypatch.setattr(Clock, "asleep", asleep)
-    return clock
-
-
-@pytest.fixture
 def connected(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
     set_connection(monkeypatch, host=emulator.base_url, password=emulator.api_key, extra={"max_retries": 2})
 

@@ -115,7 +115,8 @@ def test_xcoms_are_the_emulator_run(dag_test: DagTestResult, task_id: str) -> No
     for url in [xcom["recording_url"], *xcom["screenshot_urls"], xcom["downloaded_files"][0]["url"]]:
         assert dag_test.emulator.control.get(url).status_code == 200, url
     none_keys = {"failure_reason"} if NO_NONE_XCOMS else set()
-    assert set(xcom) == (RESULT_KEYS - none_keys) | {"return_value", "run_id", "app_url", LINK_KEY}
+    assert set(xcom) == (RESULT_KEYS - none_keys) | {"return_value", "run_id", "app_url", "usage", LINK_KEY}
+    assert xcom["usage"] == {"steps": run["step_count"], "runs": 1, "tries": 1, "replayed_as_code": 0}
 
 
 def test_count_products_counted_the_deferred_output(dag_test: DagTestResult) -> None:
@@ -148,8 +149,11 @@ def test_too_slow_run_is_canceled_once(dag_test: DagTestResult) -> None:
     assert {r["run_id"]: r["cancel_requests"] for r in dag_test.emulator_runs()} == {
         run_id_of(dag_test, task_id): int(task_id == "extract_too_slow") for task_id in SKYVERN_TASKS
     }
-    # Canceled on the deadline, so no result XComs: only what execute() pushed before deferring.
-    assert set(dag_test.xcoms["extract_too_slow"]) == {"run_id", "app_url", LINK_KEY}
+    # Canceled on the deadline, so no result XComs: what execute() pushed before deferring, and the cost.
+    assert set(dag_test.xcoms["extract_too_slow"]) == {"run_id", "app_url", "usage", LINK_KEY}
+    usage = dag_test.xcoms["extract_too_slow"]["usage"]
+    assert (usage["runs"], usage["tries"]) == (1, 1)
+    assert usage["steps"] == dag_test.skyvern_run(run_id)["step_count"]
     [error] = errors(dag_test.logs.task_log("extract_too_slow"))
     assert error.startswith(f"SkyvernRunFailedError: Skyvern run {run_id} did not finish within timeout=2s (")
     assert error.endswith("; it was canceled")
