@@ -428,3 +428,99 @@ def test_an_unknown_workflow_is_refused_without_a_retry(skyvern: respx.MockRoute
     ):
         operator(deferrable=False).execute(make_context(FakeStateStore()))
     assert post.call_count == 1
+
+
+# ---- replay as code ---------------------------------------------------------------------------------
+
+SCRIPT = {"script_id": "s_1", "script_revision_id": "sr_2"}
+
+
+def replayed(fallback: bool) -> dict[str, Any]:
+    return done(run_with="code", script_run={"ai_fallback_triggered": fallback, **SCRIPT})
+
+
+def test_a_replayed_run_says_so_and_hands_its_script_run_on(
+    skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    skyvern.post("/v1/run/agents").respond(200, json=replayed(fallback=False))
+    context = make_context()
+    assert operator(run_with="code").execute(context) == OUTPUT
+    xcoms = context["ti"].xcoms
+    assert xcoms["script_run"] == {"ai_fallback_triggered": False, **SCRIPT}
+    assert xcoms["ai_fallback_streak"] == 0
+    assert xcoms["usage"]["replayed_as_code"] == 1
+    log = capsys.readouterr().out
+    assert "Skyvern run wr_1 replayed cached code (script s_1, revision sr_2): no AI steps" in log
+    assert "Skyvern cost: run wr_1 took 6 steps (replayed cached code)" in log
+
+
+def test_a_first_code_run_says_it_ran_as_an_agent_and_records_the_script(
+    skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    skyvern.post("/v1/run/agents").respond(200, json=done(script_run=None))
+    context = make_context()
+    operator(run_with="code").execute(context)
+    assert context["ti"].xcoms["script_run"] is None
+    assert context["ti"].xcoms["usage"]["replayed_as_code"] == 0
+    assert (
+        "Skyvern run wr_1 ran as an agent: no cached script for its cache key yet (run_with='code'); Skyvern "
+        "records one from this run for the next to replay" in capsys.readouterr().out
+    )
+
+
+@pytest.mark.parametrize(("policy", "warned"), [("allow", False), ("warn", True)])
+def test_when_the_ai_took_over_the_log_says_so_and_the_streak_starts(
+    skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str], policy: str, warned: bool
+) -> None:
+    skyvern.post("/v1/run/agents").respond(200, json=replayed(fallback=True))
+    context = make_context()
+    assert operator(run_with="code", on_ai_fallback=policy).execute(context) == OUTPUT
+    assert context["ti"].xcoms["script_run"]["ai_fallback_triggered"] is True
+    assert context["ti"].xcoms["ai_fallback_streak"] == 1
+    log = capsys.readouterr().out
+    assert "the cached script (script s_1, revision sr_2) failed on the page and the AI took over" in log
+    assert "Skyvern cost: run wr_1 took 6 steps (the AI took over from cached code)" in log
+    warning = "[warning  ] Skyvern run wr_1: the AI took over from the cached script; if the site changed"
+    assert (warning in log) is warned
+
+
+def test_on_ai_fallback_fail_fails_the_task_after_handing_its_xcoms_on(skyvern: respx.MockRouter) -> None:
+    skyvern.post("/v1/run/agents").respond(200, json=replayed(fallback=True))
+    context = make_context()
+    with pytest.raises(AirflowFailException) as raised:
+        operator(run_with="code", on_ai_fallback="fail").execute(context)
+    assert str(raised.value) == (
+        "Skyvern run wr_1: the AI took over from the cached script; if the site changed, review the script at "
+        "https://app.skyvern.com/runs/wr_1 (on_ai_fallback='fail')"
+    )
+    assert context["ti"].xcoms["script_run"]["ai_fallback_triggered"] is True
+    assert "return_value" not in context["ti"].xcoms
+
+
+def test_a_streak_of_takeovers_across_dag_runs_says_to_review_the_script(
+    skyvern: respx.MockRouter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    skyvern.post("/v1/run/agents").respond(200, json=replayed(fallback=True))
+    context = make_context()
+    context["ti"].xcoms["ai_fallback_streak"] = 2  # what yesterday's run pushed
+    operator(run_with="code").execute(context)
+    assert context["ti"].xcoms["ai_fallback_streak"] == 3
+    assert (
+        "The AI took over from the cached script in 3 scheduled runs in a row (now run wr_1): the site changed; "
+        "review the script at https://app.skyvern.com/runs/wr_1" in capsys.readouterr().out
+    )
+
+
+def test_a_replayed_run_ends_a_streak(skyvern: respx.MockRouter) -> None:
+    skyvern.post("/v1/run/agents").respond(200, json=replayed(fallback=False))
+    context = make_context()
+    context["ti"].xcoms["ai_fallback_streak"] = 4
+    operator(run_with="code").execute(context)
+    assert context["ti"].xcoms["ai_fallback_streak"] == 0
+
+
+def test_on_ai_fallback_is_checked_at_parse_time() -> None:
+    with pytest.raises(
+        ValueError, match=r"on_ai_fallback: 'sometimes' is not accepted; use one of allow, warn"
+    ):
+        operator(on_ai_fallback="sometimes")

@@ -182,6 +182,10 @@ def check_header_map(parameter: str, value: Any) -> dict[str, str] | None:
     return headers
 
 
+ON_AI_FALLBACK_VALUES = ("allow", "warn", "fail")
+"""What a task does when the AI took over from Skyvern's cached script (``on_ai_fallback``)."""
+
+
 def check_choice(parameter: str, value: Any, choices: tuple[str, ...]) -> str | None:
     if value is None:
         return None

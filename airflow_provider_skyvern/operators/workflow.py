@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import ValidationError
 
 from airflow_provider_skyvern import DEFAULT_CONN_ID
-from airflow_provider_skyvern.compat import conf
+from airflow_provider_skyvern.compat import AirflowFailException, conf
 from airflow_provider_skyvern.operators import validation as check
 from airflow_provider_skyvern.operators.base import RUN_TEMPLATE_FIELDS, SkyvernRunOperatorBase
 from airflow_provider_skyvern.requests.workflow import WorkflowRunRequest
 
 if TYPE_CHECKING:
+    from airflow_provider_skyvern.models import RunResponse
     from airflow_provider_skyvern.runs.kinds import RunKind
 
 
@@ -51,7 +52,14 @@ class SkyvernRunWorkflowOperator(SkyvernRunOperatorBase):
     :param extra_http_headers: headers the browser sends to every site it visits.
     :param browser_address: CDP address (http/https/ws/wss) of a browser of your own.
     :param ai_fallback: let a cached script fall back to the AI agent when it fails.
-    :param run_with: ``agent`` or ``code`` (unset: the workflow's setting).
+    :param run_with: ``agent`` or ``code`` (unset: the workflow's setting). ``code`` replays the script
+        Skyvern cached from an earlier agent run of the same cache key (the first run records it); XCom
+        ``script_run`` says what happened (``ai_fallback_triggered``, ``script_id``, ``script_revision_id``;
+        None for an agent run) and the log says it in words.
+    :param on_ai_fallback: when the AI took over from the cached script (the page changed): ``allow`` (the
+        default: the log says so), ``warn`` (a warning), ``fail`` (the task fails, its XComs pushed). XCom
+        ``ai_fallback_streak`` counts the DAG runs in a row where it did; from 2 the log says to review the
+        script.
     :param run_metadata: string key/value tags on the run, for filtering in Skyvern.
     :param max_elapsed_time_minutes: Skyvern ends the run ``timed_out`` after this (1-480; server default 240).
     :param browser_type: ``msedge``, ``chrome`` or ``stealth-chromium`` (unset: the workflow's setting).
@@ -100,7 +108,7 @@ class SkyvernRunWorkflowOperator(SkyvernRunOperatorBase):
         *("totp_url", "browser_session_id", "browser_profile_id", "reuse_browser_session"),
         *("start_fresh_browser", "max_screenshot_scrolls", "extra_http_headers", "browser_address"),
         *("ai_fallback", "run_with", "run_metadata", "max_elapsed_time_minutes", "browser_type"),
-        *("max_steps_override", "template", "user_agent", "timeout", "poll_interval"),
+        *("max_steps_override", "template", "user_agent", "timeout", "poll_interval", "on_ai_fallback"),
     )
 
     def __init__(
@@ -128,6 +136,7 @@ class SkyvernRunWorkflowOperator(SkyvernRunOperatorBase):
         max_steps_override: int | None = None,
         template: bool | None = None,
         user_agent: str | None = None,
+        on_ai_fallback: str = "allow",
         wait_for_completion: bool = True,
         timeout: float = 3600,
         poll_interval: float = 30,
@@ -169,6 +178,7 @@ class SkyvernRunWorkflowOperator(SkyvernRunOperatorBase):
         self.max_steps_override = max_steps_override
         self.template = template
         self.user_agent = user_agent
+        self.on_ai_fallback = on_ai_fallback
         self._check_now()
 
     # ---- what this kind of run says ---------------------------------------------------------------------
@@ -178,8 +188,31 @@ class SkyvernRunWorkflowOperator(SkyvernRunOperatorBase):
         _workflow_request(values, only_known=True)
         check.check_positive("max_steps_override", values.get("max_steps_override"))
         check.check_user_agent(values.get("user_agent"))
+        check.check_choice("on_ai_fallback", values.get("on_ai_fallback"), check.ON_AI_FALLBACK_VALUES)
         for name in ("template",):
             _check_flag(name, values.get(name))
+
+    def _extra_xcoms(self, run: RunResponse) -> dict[str, Any]:
+        from airflow_provider_skyvern.runs.replay import script_run_xcom
+
+        return {"script_run": script_run_xcom(run)}
+
+    def _check_output(self, context: Any, run: RunResponse) -> None:
+        """Replay as code: say what ran, count the AI's takeovers in a row, apply ``on_ai_fallback``."""
+        from airflow_provider_skyvern.runs import replay
+
+        said = replay.what_it_ran(run, self.run_with)
+        if said is not None:
+            self.log.info("%s", said)
+        streak = replay.previous_streak(context, self.task_id) + 1 if replay.fell_back(run) else 0
+        self._push(context, {replay.STREAK_XCOM_KEY: streak})
+        if not replay.fell_back(run):
+            return
+        message = replay.fallback_message(run, streak)
+        if self.on_ai_fallback == "fail":
+            raise AirflowFailException(f"{message} (on_ai_fallback='fail')")
+        if self.on_ai_fallback == "warn" or streak >= replay.STREAK_WARNING:
+            self.log.warning("%s", message)
 
     def _run_kind(self) -> RunKind:
         from airflow_provider_skyvern.runs.kinds import WorkflowRun
