@@ -31,8 +31,12 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="skyvern_bench_home_"))
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "ERROR"
+
+
+from _common import table  # noqa: E402 - after the path is set
 
 
 def _operator(index: int, **kwargs: Any) -> Any:
@@ -166,9 +170,7 @@ def main() -> int:
         f" (queue_timeout={queue_timeout:g}s in its row)"
     )
     columns = list(rows[0])
-    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(str(row[c]) for c in columns) + " |")
+    print(table(columns, [[row[c] for c in columns] for row in rows]))
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Collection, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from datetime import datetime
 from typing import Any
 
@@ -203,21 +203,15 @@ class SkyvernRunTrigger(BaseTrigger):
         ti = self.task_instance
         if ti is None:
             return None
-        try:
-            from airflow.sdk.execution_time.xcom import XCom
-            from asgiref.sync import sync_to_async
 
-            with anyio.fail_after(TI_STATE_TIMEOUT):
-                value = await sync_to_async(XCom.get_one)(
-                    key="run_id",
-                    dag_id=ti.dag_id,
-                    task_id=ti.task_id,
-                    run_id=ti.run_id,
-                    map_index=ti.map_index,
-                )
-        except Exception as exc:  # unknown: the caller keeps to not canceling
-            self.log.warning("Could not read which run task %s waits for: %s", ti.task_id, exc)
-            return None
+        def read() -> Any:
+            from airflow.sdk.execution_time.xcom import XCom
+
+            return XCom.get_one(
+                key="run_id", dag_id=ti.dag_id, task_id=ti.task_id, run_id=ti.run_id, map_index=ti.map_index
+            )
+
+        value = await self._ask_airflow(f"which run task {ti.task_id} waits for", read)
         return value if isinstance(value, str) else None
 
     async def _task_instance_state(self) -> str | None:
@@ -225,23 +219,32 @@ class SkyvernRunTrigger(BaseTrigger):
         ti = self.task_instance
         if ti is None:
             return None
-        try:
-            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-            from asgiref.sync import sync_to_async  # how Airflow's own triggers reach the API server
 
-            with anyio.fail_after(TI_STATE_TIMEOUT):
-                states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
-                    dag_id=ti.dag_id,
-                    task_ids=[ti.task_id],
-                    run_ids=[ti.run_id],
-                    map_index=ti.map_index,
-                )
-        except Exception as exc:  # any failure means "unknown", handled by the caller
-            self.log.warning("Could not read the state of task %s: %s", ti.task_id, exc)
+        def read() -> Any:
+            from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+            return RuntimeTaskInstance.get_task_states(
+                dag_id=ti.dag_id, task_ids=[ti.task_id], run_ids=[ti.run_id], map_index=ti.map_index
+            )
+
+        states = await self._ask_airflow(f"the state of task {ti.task_id}", read)
+        if not isinstance(states, dict):
             return None
         key = ti.task_id if ti.map_index is None or ti.map_index < 0 else f"{ti.task_id}_{ti.map_index}"
         state = states.get(ti.run_id, {}).get(key, "removed")
         return str(getattr(state, "value", state) or "none")
+
+    async def _ask_airflow(self, what: str, read: Callable[[], Any]) -> Any:
+        """One bounded question to Airflow through the triggerer's supervisor, as Airflow's own triggers ask
+        it; None when it cannot be answered (the caller then cancels nothing)."""
+        try:
+            from asgiref.sync import sync_to_async
+
+            with anyio.fail_after(TI_STATE_TIMEOUT):
+                return await sync_to_async(read)()
+        except Exception as exc:
+            self.log.warning("Could not read %s: %s", what, exc)
+            return None
 
 
 async def _shielded(work: Coroutine[Any, Any, None]) -> None:
