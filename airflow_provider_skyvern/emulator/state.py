@@ -33,6 +33,13 @@ from airflow_provider_skyvern.emulator.lifecycle import (
     RunState,
     iso,
 )
+from airflow_provider_skyvern.emulator.scripts import (
+    REPLAY_STEPS,
+    SCRIPT_FAILURE,
+    ScriptPlan,
+    ScriptRevision,
+    ScriptSettings,
+)
 
 ORGANIZATION_ID = "o_emulator"
 FIRST_ID = 495_000_000_000_000_000  # Skyvern ids are <prefix>_<64-bit int>
@@ -140,13 +147,15 @@ class EmulatorSettings:
 
 @dataclass(frozen=True)
 class EmulatedWorkflow:
-    """A saved workflow, as far as running it matters: its id, title and saved proxy location."""
+    """A saved workflow, as far as running it matters: its id, title, saved proxy location, code settings."""
 
     workflow_permanent_id: str
     title: str
     proxy_location: Any = None
     """Applies to a run whose request says ``"proxy_location": null`` (a missing one means RESIDENTIAL)."""
     created: float = 0.0
+    scripts: ScriptSettings = field(default_factory=ScriptSettings)
+    """``run_with``, ``ai_fallback``, ``cache_key``, ``code_version``...: replay as code (scripts.py)."""
 
     def to_json(self) -> dict[str, Any]:
         """What ``POST /v1/workflows`` answers (the fields of Skyvern's ``Workflow`` a client reads)."""
@@ -159,6 +168,7 @@ class EmulatedWorkflow:
             "proxy_location": self.proxy_location,
             "created_at": iso(self.created),
             "modified_at": iso(self.created),
+            **self.scripts.to_json(),
         }
 
 
@@ -172,6 +182,8 @@ class EmulatedRun:
     """``login`` or ``file_download`` for a run-block run (a one-block workflow made for it)."""
     workflow: EmulatedWorkflow | None = None
     """The saved workflow a workflow run runs."""
+    script: ScriptPlan | None = None
+    """What a run of a saved workflow does with cached scripts (None: runs of no saved workflow)."""
 
     @property
     def number(self) -> int:
@@ -383,15 +395,16 @@ class EmulatorState:
             "browser_session_id": run.request.get("browser_session_id"),
             "browser_profile_id": None,
             "max_screenshot_scrolls": run.request.get("max_screenshot_scrolls"),
-            "script_run": None,
+            "script_run": self._script_run(run, state),
             "step_count": state.step_count,
             "run_request": run.run_request(),
         }
         if run.is_workflow:
+            script_run = body["script_run"]
             body.update(
-                run_with=run.request.get("run_with") or "agent",
-                ai_fallback=run.request.get("ai_fallback"),
-                script_id=None,
+                run_with=run.script.run_with if run.script else run.request.get("run_with") or "agent",
+                ai_fallback=run.script.ai_fallback if run.script else run.request.get("ai_fallback"),
+                script_id=script_run["script_id"] if script_run else None,
                 attempt=state.attempt,
                 retry_pending=state.retry_pending,
                 next_attempt_at=iso(state.next_attempt_at),
@@ -455,7 +468,7 @@ class EmulatorState:
             "created_at": iso(run.lifecycle.created),
             "workflow_permanent_id": run.request.get("workflow_id"),
             "workflow_deleted": False,
-            "script_run": False,
+            "script_run": self._script_run(run, state) is not None,
             "trigger_type": "api",
         }
 
@@ -479,6 +492,8 @@ class EmulatorState:
     def _failure_reason(self, run: EmulatedRun, state: RunState) -> str | None:
         if state.status == "canceled" and run.lifecycle.canceled_at is not None:
             return "Run canceled by the user"
+        if state.status == "failed" and run.script is not None and run.script.mode == "script_failed":
+            return SCRIPT_FAILURE
         if state.retry_pending:
             return RETRIED_ATTEMPT_REASON.format(attempt=state.attempt)
         template = FAILURE_REASONS.get(state.status)
@@ -495,6 +510,69 @@ class EmulatorState:
             return []
         code, reasoning = next(iter(mapping.items()))
         return [{"error_code": code, "reasoning": reasoning, "confidence_float": 0.9}]
+
+    # ---- cached scripts (replay as code) ---------------------------------------------------------------
+
+    def script_revisions(self, now: float) -> list[ScriptRevision]:
+        """The scripts recorded by ``now``, oldest first: a pure function of the runs and the time.
+
+        A run of a saved workflow that ended completed (or terminated, with ``generate_script_on_terminal``)
+        records revision 1 of a new script for its cache key value when there is none yet; a run that fell
+        back to the AI records the next revision of the script it replayed."""
+        ended: list[tuple[float, int, EmulatedRun, ScriptPlan]] = []
+        with self.lock:
+            runs = list(self.runs.values())
+        for run in runs:
+            plan = run.script
+            if plan is None or not plan.records or run.workflow is None:
+                continue
+            state = run.lifecycle.state_at(now)
+            if not state.is_terminal or state.finished_at is None or state.finished_at > now:
+                continue
+            if state.status == "completed" or (state.status == "terminated" and plan.generate_on_terminal):
+                ended.append((state.finished_at, run.number, run, plan))
+        ended.sort(key=lambda entry: entry[:2])
+        revisions: list[ScriptRevision] = []
+        latest: dict[tuple[str, str], ScriptRevision] = {}
+        for finished, number, run, plan in ended:
+            assert run.workflow is not None
+            key = (run.workflow.workflow_permanent_id, plan.cache_key_value)
+            if plan.mode == "fallback" and plan.loaded is not None:
+                base = plan.loaded
+                version = 1 + max(
+                    (r.version for r in revisions if r.script_id == base.script_id), default=base.version
+                )
+                script_id = base.script_id
+            elif key not in latest:
+                script_id, version = f"s_{number}", 1
+            else:  # another run recorded this key's script first; this one keeps it
+                continue
+            revision = ScriptRevision(
+                script_id, f"sr_{number}", version, key[0], key[1], run.run_id, finished
+            )
+            revisions.append(revision)
+            latest[key] = revision
+        return revisions
+
+    def latest_script(self, workflow_permanent_id: str, cache_key_value: str) -> ScriptRevision | None:
+        """The revision a run starting now would load for this cache key value (None: a cache miss)."""
+        found = None
+        for revision in self.script_revisions(self.now()):
+            if (revision.workflow_permanent_id, revision.cache_key_value) == (
+                workflow_permanent_id,
+                cache_key_value,
+            ):
+                found = revision
+        return found
+
+    def _script_run(self, run: EmulatedRun, state: RunState) -> dict[str, Any] | None:
+        """Set when the run starts with a loaded script (``_mark_script_run_loaded``); the fallback flag
+        flips once the replayed steps are done and the agent has taken over."""
+        plan = run.script
+        if plan is None or plan.loaded is None or state.started_at is None:
+            return None
+        triggered = plan.mode == "fallback" and state.step_count > REPLAY_STEPS
+        return plan.loaded.script_run(triggered)
 
     # ---- artifacts ------------------------------------------------------------------------------------
 
