@@ -570,6 +570,35 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
             )
         return {"runs": runs}
 
+    @api.get("/v1/scripts/workflows/{workflow_permanent_id}", dependencies=v1)
+    async def workflow_scripts(workflow_permanent_id: str) -> dict[str, Any]:
+        """A workflow's cached scripts, newest first, one per cache key value (``routes/scripts.py``);
+        ``total_runs`` and ``success_rate`` of the real answer are not modelled."""
+        saved = state.workflows.get(workflow_permanent_id)
+        if saved is None:
+            raise SkyvernHTTPException(
+                404, f"Workflow not found. workflow_permanent_id={workflow_permanent_id}"
+            )
+        by_script: dict[str, list[Any]] = {}
+        for revision in state.script_revisions(state.now()):
+            if revision.workflow_permanent_id == workflow_permanent_id:
+                by_script.setdefault(revision.script_id, []).append(revision)
+        scripts = [
+            {
+                "script_id": script_id,
+                "cache_key": saved.scripts.cache_key,
+                "cache_key_value": revisions[0].cache_key_value,
+                "status": "published",
+                "latest_version": revisions[-1].version,
+                "version_count": len(revisions),
+                "is_pinned": False,
+                "created_at": iso(revisions[0].created),
+                "modified_at": iso(revisions[-1].created),
+            }
+            for script_id, revisions in by_script.items()
+        ]
+        return {"scripts": scripts[::-1]}
+
     @api.get("/_emulator/scripts")
     async def emulator_scripts() -> dict[str, Any]:
         """The cached scripts recorded so far, one entry per revision, oldest first (replay as code)."""

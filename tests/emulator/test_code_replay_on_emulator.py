@@ -149,6 +149,11 @@ def test_the_cache_key_picks_the_script(
 
     scripts = _scripts(emulator)
     assert [s["cache_key_value"] for s in scripts] == ["acme:v2", "globex:v2", "default:shop.example:v2"]
+    listed = api.get(f"/v1/scripts/workflows/{keyed['workflow_permanent_id']}").json()["scripts"]
+    assert [(s["cache_key"], s["cache_key_value"], s["latest_version"]) for s in listed] == [
+        ("{{ shop }}", "globex:v2", 1),
+        ("{{ shop }}", "acme:v2", 1),
+    ]
     assert len({s["script_id"] for s in scripts}) == 3
     assert replay.script_run is not None
     assert replay.script_run.script_id == scripts[2]["script_id"]
@@ -204,6 +209,12 @@ def test_a_changed_page_falls_back_to_the_ai_and_records_a_new_revision(
     assert agent.step_count is not None
     assert changed.step_count > agent.step_count
     assert _seconds(changed) > _seconds(agent)
+    (listed,) = api.get(f"/v1/scripts/workflows/{workflow['workflow_permanent_id']}").json()["scripts"]
+    assert (listed["script_id"], listed["latest_version"], listed["version_count"]) == (
+        first["script_id"],
+        2,
+        2,
+    )
     first_again, second = _scripts(emulator)
     assert first_again == first
     assert (second["script_id"], second["version"], second["run_id"]) == (first["script_id"], 2, changed_id)
