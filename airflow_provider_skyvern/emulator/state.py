@@ -468,7 +468,7 @@ class EmulatorState:
             "created_at": iso(run.lifecycle.created),
             "workflow_permanent_id": run.request.get("workflow_id"),
             "workflow_deleted": False,
-            "script_run": self._script_run(run, state) is not None,
+            "script_run": False,  # 1.0.56 never sets task_runs.script_run: false even for a replay
             "trigger_type": "api",
         }
 
