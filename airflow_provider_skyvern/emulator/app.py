@@ -280,7 +280,8 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
 
     @api.post("/v1/workflows", dependencies=v1)
     async def create_workflow(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-        """A saved workflow to run: only its title and proxy location matter here (blocks are not run)."""
+        """A saved workflow to run: its title, proxy location and code settings (``run_with``, ``ai_fallback``,
+        ``cache_key``, ``code_version``...; the first block's url for the default cache key). Blocks are not run."""
         definition = body.get("json_definition")
         if not isinstance(definition, dict) or not isinstance(definition.get("title"), str):
             raise SkyvernHTTPException(

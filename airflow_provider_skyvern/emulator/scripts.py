@@ -39,7 +39,7 @@ SCRIPT_FAILURE = (
     "extraction block failed. failure reason: Emulated script failure: the cached code of block "
     "extract_report found no element matching its selector (the page changed)"
 )
-"""``{block_type} block failed. failure reason: ...`` (service.py ``_build_block_failure_reason`` shape)."""
+"""``{block_type} block failed. failure reason: ...`` (service.py ``_resolve_block_terminal_outcome``)."""
 
 if TYPE_CHECKING:
     from airflow_provider_skyvern.emulator.lifecycle import Plan
