@@ -13,8 +13,10 @@ What the real server does (``skyvern/forge/sdk/workflow/service.py`` and
   ``generate_script_on_terminal``), a script is generated for it, without the LLM
   (``generate_script_if_needed``). Agent runs generate one too, under their key without ``:v2``.
 * A script for that value: the run replays it and ``script_run`` says which
-  (``_mark_script_run_loaded``); when a block's script fails the agent takes over if ``ai_fallback``
-  (``ai_fallback_triggered`` true, a new revision), else the run fails.
+  (``_mark_script_run_loaded``); when a block's script fails the agent takes over
+  (``ai_fallback_triggered`` true; no new revision: inline regeneration is disabled in 1.0.56) unless the
+  run's own ``ai_fallback`` is false (``_execute_single_block``'s gate reads the run's value only, so a
+  workflow's false alone does not stop it); then the run fails.
 
 The emulator decides all this when a run is created, from the runs before it, so every run's state stays
 a pure function of time: the scripts that exist at time t are those recorded by runs that had ended by t.
@@ -170,8 +172,10 @@ class ScriptPlan:
 
     @property
     def records(self) -> bool:
-        """Whether it may record a script (first one for its key) or a new revision when it ends."""
-        return self.mode in ("agent", "generate", "fallback")
+        """Whether it may record a script (the first one for its key) when it ends. A fallback records no
+        new revision: 1.0.56 disabled that (``script_service._regenerate_script_block_after_ai_fallback``
+        returns at once, "skipping script regeneration after AI fallback")."""
+        return self.mode in ("agent", "generate")
 
 
 def plan_scripts(
@@ -193,7 +197,6 @@ def plan_scripts(
         code_version = 2
     if ai_fallback is False and (code_version or 0) >= 2 and requested_run_with == "code":
         ai_fallback = True  # service.py run_workflow: adaptive caching always falls back to the AI
-    effective_fallback = settings.ai_fallback if ai_fallback is None else bool(ai_fallback)
     key = settings.cache_key_value(request.get("parameters") or {}, run_with)
     common: dict[str, Any] = {
         "run_with": run_with,
@@ -208,7 +211,9 @@ def plan_scripts(
         return ScriptPlan("generate", **common)
     if not page_changed:
         return ScriptPlan("replay", loaded=existing, **common)
-    if effective_fallback:
+    if (
+        ai_fallback is not False
+    ):  # only the run's own false stops the agent (service.py, ai_fallback is False)
         return ScriptPlan("fallback", loaded=existing, **common)
     return ScriptPlan("script_failed", loaded=existing, **common)
 

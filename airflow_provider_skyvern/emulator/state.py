@@ -517,8 +517,7 @@ class EmulatorState:
         """The scripts recorded by ``now``, oldest first: a pure function of the runs and the time.
 
         A run of a saved workflow that ended completed (or terminated, with ``generate_script_on_terminal``)
-        records revision 1 of a new script for its cache key value when there is none yet; a run that fell
-        back to the AI records the next revision of the script it replayed."""
+        records revision 1 of a new script for its cache key value when there is none yet."""
         ended: list[tuple[float, int, EmulatedRun, ScriptPlan]] = []
         with self.lock:
             runs = list(self.runs.values())
@@ -537,16 +536,9 @@ class EmulatorState:
         for finished, number, run, plan in ended:
             assert run.workflow is not None
             key = (run.workflow.workflow_permanent_id, plan.cache_key_value)
-            if plan.mode == "fallback" and plan.loaded is not None:
-                base = plan.loaded
-                version = 1 + max(
-                    (r.version for r in revisions if r.script_id == base.script_id), default=base.version
-                )
-                script_id = base.script_id
-            elif key not in latest:
-                script_id, version = f"s_{number}", 1
-            else:  # another run recorded this key's script first; this one keeps it
+            if key in latest:  # another run recorded this key's script first; this one keeps it
                 continue
+            script_id, version = f"s_{number}", 1
             revision = ScriptRevision(
                 script_id, f"sr_{number}", version, key[0], key[1], run.run_id, finished
             )

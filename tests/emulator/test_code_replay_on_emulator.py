@@ -1,6 +1,7 @@
 """Replay as code on the emulator, as Skyvern 1.0.56 does it (docs/emulator.md "Replay as code"): a code run
 with no script for its cache key runs as an agent and records one; the next run with that key replays it;
-``[emulator page_changed=1]`` makes the replay fail over to the AI (a new revision), or fail without it."""
+``[emulator page_changed=1]`` makes the replay fail over to the AI (no new revision, as 1.0.56), or fail
+when the run's own ``ai_fallback`` is false."""
 
 from __future__ import annotations
 
@@ -183,7 +184,7 @@ def test_a_workflow_saved_as_code_replays_without_run_with_and_agent_runs_never_
     assert len(_scripts(emulator)) == 2
 
 
-def test_a_changed_page_falls_back_to_the_ai_and_records_a_new_revision(
+def test_a_changed_page_falls_back_to_the_ai_and_keeps_the_script(
     hook: SkyvernHook, api: httpx.Client, emulator: EmulatorServer, clock: FakeClock
 ) -> None:
     workflow = _workflow(api, run_with="code")
@@ -204,30 +205,28 @@ def test_a_changed_page_falls_back_to_the_ai_and_records_a_new_revision(
     assert changed.script_run.ai_fallback_triggered is True
     assert changed.script_run.script_revision_id == first["script_revision_id"]  # the one it tried
     assert False in flags
-    assert flags.index(False) < flags.index(True)
+    assert flags.index(False) < flags.index(True)  # the replay first, then the AI
     assert changed.step_count is not None
     assert agent.step_count is not None
     assert changed.step_count > agent.step_count
     assert _seconds(changed) > _seconds(agent)
+    # 1.0.56 records no new revision after a fallback (inline regeneration is disabled)
     (listed,) = api.get(f"/v1/scripts/workflows/{workflow['workflow_permanent_id']}").json()["scripts"]
     assert (listed["script_id"], listed["latest_version"], listed["version_count"]) == (
         first["script_id"],
-        2,
-        2,
+        1,
+        1,
     )
-    first_again, second = _scripts(emulator)
-    assert first_again == first
-    assert (second["script_id"], second["version"], second["run_id"]) == (first["script_id"], 2, changed_id)
-    assert second["script_revision_id"] != first["script_revision_id"]
+    assert _scripts(emulator) == [first]
     assert after.script_run is not None
     assert after.script_run.model_dump() == {
         "ai_fallback_triggered": False,
         "script_id": first["script_id"],
-        "script_revision_id": second["script_revision_id"],
+        "script_revision_id": first["script_revision_id"],
     }
 
 
-def test_without_ai_fallback_a_changed_page_fails_the_run(
+def test_only_the_runs_own_ai_fallback_false_fails_a_changed_page(
     hook: SkyvernHook, api: httpx.Client, emulator: EmulatorServer, clock: FakeClock
 ) -> None:
     workflow = _workflow(api, run_with="code", ai_fallback=False, code_version=1)
@@ -235,9 +234,14 @@ def test_without_ai_fallback_a_changed_page_fails_the_run(
     (script,) = _scripts(emulator)
     assert script["cache_key_value"] == "default:shop.example"  # code 1.0: no ":v2"
 
-    failed = _finish(hook, clock, workflow, note=PAGE_CHANGED, expect_failure=True)
+    # the workflow's false alone does not stop the agent (the gate reads the run's ai_fallback)
+    inherited = _finish(hook, clock, workflow, note=PAGE_CHANGED)
+    failed = _finish(hook, clock, workflow, ai_fallback=False, note=PAGE_CHANGED, expect_failure=True)
 
-    assert failed.status == "failed"
+    assert inherited.ai_fallback is None
+    assert inherited.script_run is not None
+    assert inherited.script_run.ai_fallback_triggered is True
+    assert failed.ai_fallback is False
     assert failed.failure_reason is not None
     assert failed.failure_reason.startswith("extraction block failed. failure reason: ")
     assert failed.script_run is not None
@@ -249,16 +253,16 @@ def test_without_ai_fallback_a_changed_page_fails_the_run(
 def test_a_code_2_workflow_forces_ai_fallback_on_a_code_request(
     hook: SkyvernHook, api: httpx.Client, emulator: EmulatorServer, clock: FakeClock
 ) -> None:
-    workflow = _workflow(api, run_with="code", ai_fallback=False)  # code_version 2 by default
+    workflow = _workflow(api, run_with="code")  # code_version 2 by default
     _finish(hook, clock, workflow)
 
     forced = _finish(hook, clock, workflow, run_with="code", ai_fallback=False, note=PAGE_CHANGED)
-    inherited = _finish(hook, clock, workflow, note=PAGE_CHANGED, expect_failure=True)
+    kept = _finish(hook, clock, workflow, ai_fallback=False, note=PAGE_CHANGED, expect_failure=True)
 
     assert (forced.status, forced.ai_fallback) == ("completed", True)
     assert forced.script_run is not None
     assert forced.script_run.ai_fallback_triggered is True
-    assert (inherited.status, inherited.ai_fallback) == ("failed", None)  # the workflow's false applies
+    assert (kept.ai_fallback, kept.run_with) == (False, "code")  # no run_with in the request: not forced
 
 
 def test_a_canceled_first_run_records_no_script(
