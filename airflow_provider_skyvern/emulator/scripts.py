@@ -37,11 +37,9 @@ REPLAY_STEPS = 2
 """Steps of a replay: the cached code runs the blocks without asking the LLM what to do next."""
 REPLAY_SHARE = 0.4
 """A replay takes this share of the agent run's time (the real one took 9.7 s against 13.3 s)."""
-SCRIPT_FAILURE = (
-    "extraction block failed. failure reason: Emulated script failure: the cached code of block "
-    "extract_report found no element matching its selector (the page changed)"
-)
-"""``{block_type} block failed. failure reason: ...`` (service.py ``_resolve_block_terminal_outcome``)."""
+SCRIPT_FAILURE = "Block result is None"
+"""The run's ``failure_reason`` when a block's script fails and the run's ``ai_fallback`` is false: the
+block keeps no result (service.py ``_execute_single_block``; seen on the real server)."""
 
 if TYPE_CHECKING:
     from airflow_provider_skyvern.emulator.lifecycle import Plan
