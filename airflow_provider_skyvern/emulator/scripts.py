@@ -41,6 +41,11 @@ SCRIPT_FAILURE = "Block result is None"
 """The run's ``failure_reason`` when a block's script fails and the run's ``ai_fallback`` is false: the
 block keeps no result (service.py ``_execute_single_block``; seen on the real server)."""
 
+SCRIPT_BLOCK_ERROR = (
+    "Input text failed: no selector was provided and no intention was given to locate the element"
+)
+"""What the failed block's output says: the real cached script's error on a page without its element."""
+
 if TYPE_CHECKING:
     from airflow_provider_skyvern.emulator.lifecycle import Plan
 

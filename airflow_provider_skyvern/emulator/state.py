@@ -35,6 +35,7 @@ from airflow_provider_skyvern.emulator.lifecycle import (
 )
 from airflow_provider_skyvern.emulator.scripts import (
     REPLAY_STEPS,
+    SCRIPT_BLOCK_ERROR,
     SCRIPT_FAILURE,
     ScriptPlan,
     ScriptRevision,
@@ -473,6 +474,8 @@ class EmulatorState:
         }
 
     def _output(self, run: EmulatedRun, state: RunState) -> Any:
+        if state.status == "failed" and run.script is not None and run.script.mode == "script_failed":
+            return self._failed_replay_output(run, state)
         if state.status != "completed":
             return None
         extracted = sample_output(
@@ -488,6 +491,24 @@ class EmulatorState:
             ]
             return outputs
         return extracted
+
+    def _failed_replay_output(self, run: EmulatedRun, state: RunState) -> dict[str, Any]:
+        """A replay that failed without the AI reports its blocks, the failed one with the script's error
+        (as 1.0.56 does: ``{"<label>_output": {"status": "failed", ...}, "extracted_information": []}``)."""
+        outputs: dict[str, Any] = {}
+        for index, block in enumerate(self.workflow_blocks(run, state)):
+            output = block["output"]
+            if block["status"] != "completed":
+                output = {
+                    "task_id": f"tsk_{run.number}{index}",
+                    "status": "failed",
+                    "extracted_information": None,
+                    "failure_reason": SCRIPT_BLOCK_ERROR,
+                    "errors": [],
+                }
+            outputs[f"{block['label']}_output"] = output
+        outputs["extracted_information"] = []
+        return outputs
 
     def _failure_reason(self, run: EmulatedRun, state: RunState) -> str | None:
         if state.status == "canceled" and run.lifecycle.canceled_at is not None:

@@ -245,7 +245,10 @@ def test_only_the_runs_own_ai_fallback_false_fails_a_changed_page(
     assert (failed.status, failed.failure_reason) == ("failed", "Block result is None")  # 1.0.56's text
     assert failed.script_run is not None
     assert failed.script_run.ai_fallback_triggered is False
-    assert failed.output is None
+    assert failed.output is not None
+    assert failed.output["extracted_information"] == []
+    assert failed.output["extract_report_output"]["status"] == "failed"
+    assert failed.output["extract_report_output"]["failure_reason"].startswith("Input text failed: ")
     assert _scripts(emulator) == [script]
 
 

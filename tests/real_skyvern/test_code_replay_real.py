@@ -146,3 +146,102 @@ def test_a_code_run_records_a_script_the_next_run_with_its_cache_key_replays(
     # the list's flag stays false even for a replay: 1.0.56 never sets task_runs.script_run
     assert listed[replay["run_id"]] is False
     assert listed[first["run_id"]] is False
+
+
+# ---- a changed page: the shop's form page first, then a page without the form ----------------------------
+
+PAGE_CHANGED = "[emulator page_changed=1]"
+"""Tells the emulator the page changed; the real server ignores it (an unused parameter) and really sees
+another page: the script recorded on the form page finds no e-mail input on the products page."""
+
+
+def _form_workflow(peer: Peer, **settings: Any) -> dict[str, Any]:
+    definition = {
+        "title": f"Airflow replay form {uuid.uuid4().hex[:8]}",
+        "run_with": "code",
+        "cache_key": f"form-{uuid.uuid4().hex[:6]}",  # the same script whatever the page
+        "workflow_definition": {
+            "parameters": [
+                {"parameter_type": "workflow", "key": key, "workflow_parameter_type": "string"}
+                for key in ("page", "note")
+            ],
+            "blocks": [
+                {
+                    "block_type": "task",
+                    "label": "subscribe",
+                    "url": "{{ page }}",
+                    "navigation_goal": "Subscribe to the newsletter with the e-mail ci@example.com",
+                }
+            ],
+        },
+        **settings,
+    }
+    with peer.client() as client:
+        response = client.post("/v1/workflows", json={"json_definition": definition})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _pages(peer: Peer) -> tuple[str, str]:
+    base = peer.products_url.rsplit("/", 1)[0]
+    return f"{base}/index.html", peer.products_url
+
+
+@pytest.mark.parametrize("code_version", [2, 1])
+def test_a_changed_page_falls_back_to_the_ai_and_keeps_the_script(
+    peer: Peer, started: list[str], code_version: int
+) -> None:
+    workflow = _form_workflow(peer, code_version=code_version)
+    wpid, key = workflow["workflow_permanent_id"], workflow["cache_key"]
+    value = f"{key}:v2" if code_version == 2 else key
+    form, products = _pages(peer)
+
+    _, first = _run(peer, started, workflow, parameters={"page": form, "note": ""}, run_with="code")
+    (script,) = _scripts(peer, wpid, value)
+    _, changed = _run(peer, started, workflow, parameters={"page": products, "note": PAGE_CHANGED})
+    after = _scripts(peer, wpid, value)
+    print(
+        f"\n{peer.name} code {code_version}: {first['run_id']} {first['status']}; {changed['run_id']}"
+        f" {changed['status']} script_run={changed['script_run']}; scripts {after}"
+    )
+
+    assert (first["status"], first["script_run"]) == ("completed", None)
+    assert script["cache_key_value"] == value
+    assert changed["status"] == "completed"
+    assert changed["ai_fallback"] is None  # the workflow's true applies
+    assert changed["script_run"]["ai_fallback_triggered"] is True
+    assert changed["script_run"]["script_id"] == script["script_id"]
+    assert [(s["script_id"], s["latest_version"], s["version_count"]) for s in after] == [
+        (script["script_id"], 1, 1)  # no new revision after the fallback
+    ]
+
+
+def test_a_changed_page_fails_the_run_when_its_ai_fallback_is_false(peer: Peer, started: list[str]) -> None:
+    workflow = _form_workflow(peer, code_version=1)  # code 2.0 would force ai_fallback back to true
+    form, products = _pages(peer)
+    _, first = _run(peer, started, workflow, parameters={"page": form, "note": ""}, run_with="code")
+    _scripts(peer, workflow["workflow_permanent_id"], workflow["cache_key"])
+
+    _, failed = _run(
+        peer,
+        started,
+        workflow,
+        parameters={"page": products, "note": PAGE_CHANGED},
+        run_with="code",
+        ai_fallback=False,
+    )
+    print(
+        f"\n{peer.name}: {failed['run_id']} {failed['status']} {failed['failure_reason']!r} {failed['script_run']}"
+    )
+
+    assert first["status"] == "completed"
+    assert (failed["status"], failed["failure_reason"], failed["ai_fallback"]) == (
+        "failed",
+        "Block result is None",
+        False,
+    )
+    assert failed["script_run"]["ai_fallback_triggered"] is False
+    output = failed["output"]
+    assert output["extracted_information"] == []
+    (block,) = [v for k, v in output.items() if k.endswith("_output") and v and v["status"] == "failed"]
+    assert block["failure_reason"].startswith("Input text failed: ")  # the cached script's own error
