@@ -192,14 +192,14 @@ def plan_scripts(
     ``lookup`` gives the latest revision for a cache key value when the run starts (None: a miss).
     """
     given = request.get("run_with")
-    requested_run_with = None if given is None else normalize_run_with(given)
-    run_with = requested_run_with or settings.run_with
+    run_with = settings.run_with if given is None else normalize_run_with(given)
     ai_fallback = request.get("ai_fallback")
     code_version = settings.code_version
     if code_version is None and settings.adaptive_caching:
         code_version = 2
-    if ai_fallback is False and (code_version or 0) >= 2 and requested_run_with == "code":
-        ai_fallback = True  # service.py run_workflow: adaptive caching always falls back to the AI
+    if ai_fallback is False and (code_version or 0) >= 2 and run_with == "code":
+        # setup_workflow_run copies the workflow's run_with onto the request first, then forces the fallback
+        ai_fallback = True
     key = settings.cache_key_value(request.get("parameters") or {}, run_with)
     common: dict[str, Any] = {
         "run_with": run_with,

@@ -252,19 +252,19 @@ def test_only_the_runs_own_ai_fallback_false_fails_a_changed_page(
     assert _scripts(emulator) == [script]
 
 
-def test_a_code_2_workflow_forces_ai_fallback_on_a_code_request(
+def test_a_code_2_workflow_forces_ai_fallback_on_a_code_run(
     hook: SkyvernHook, api: httpx.Client, emulator: EmulatorServer, clock: FakeClock
 ) -> None:
     workflow = _workflow(api, run_with="code")  # code_version 2 by default
     _finish(hook, clock, workflow)
 
     forced = _finish(hook, clock, workflow, run_with="code", ai_fallback=False, note=PAGE_CHANGED)
-    kept = _finish(hook, clock, workflow, ai_fallback=False, note=PAGE_CHANGED, expect_failure=True)
+    inherited = _finish(hook, clock, workflow, ai_fallback=False, note=PAGE_CHANGED)  # run_with copied first
 
-    assert (forced.status, forced.ai_fallback) == ("completed", True)
-    assert forced.script_run is not None
-    assert forced.script_run.ai_fallback_triggered is True
-    assert (kept.ai_fallback, kept.run_with) == (False, "code")  # no run_with in the request: not forced
+    for run in (forced, inherited):
+        assert (run.status, run.ai_fallback, run.run_with) == ("completed", True, "code")
+        assert run.script_run is not None
+        assert run.script_run.ai_fallback_triggered is True
 
 
 def test_a_canceled_first_run_records_no_script(
