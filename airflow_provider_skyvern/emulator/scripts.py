@@ -222,14 +222,21 @@ def plan_scripts(
 
 
 def timed(plan: Plan, script: ScriptPlan) -> Plan:
-    """The run's clock for its script mode: a replay is short and takes few steps, a fallback adds the
-    agent's steps to the failed replay's, a replay that may not fall back fails after the script's."""
+    """The run's clock for its script mode: a replay is short and takes few steps; a fallback takes the
+    replay's time and then the agent's, with the agent's steps (1.0.56 counted 2 steps for a 2-action block
+    both when the agent recorded it and when it took over from the failed script); a replay that may not
+    fall back fails after the script's time."""
     steps, seconds = min(plan.steps, REPLAY_STEPS), plan.seconds * REPLAY_SHARE
     if script.mode == "replay":
         return replace(plan, steps=steps, seconds=seconds)
     if script.mode == "fallback":
-        return replace(plan, steps=plan.steps + REPLAY_STEPS, seconds=plan.seconds * (1 + REPLAY_SHARE))
+        return replace(plan, seconds=plan.seconds * (1 + REPLAY_SHARE))
     if script.mode == "script_failed":
         outcome = "failed" if plan.outcome == "completed" else plan.outcome
         return replace(plan, outcome=outcome, steps=steps, seconds=seconds)
     return plan
+
+
+def fallback_at(started: float, finished: float) -> float:
+    """When a fallback run's script fails and the agent takes over: after the replay's share of its time."""
+    return started + (finished - started) * REPLAY_SHARE / (1 + REPLAY_SHARE)

@@ -34,12 +34,12 @@ from airflow_provider_skyvern.emulator.lifecycle import (
     iso,
 )
 from airflow_provider_skyvern.emulator.scripts import (
-    REPLAY_STEPS,
     SCRIPT_BLOCK_ERROR,
     SCRIPT_FAILURE,
     ScriptPlan,
     ScriptRevision,
     ScriptSettings,
+    fallback_at,
 )
 
 ORGANIZATION_ID = "o_emulator"
@@ -580,11 +580,16 @@ class EmulatorState:
 
     def _script_run(self, run: EmulatedRun, state: RunState) -> dict[str, Any] | None:
         """Set when the run starts with a loaded script (``_mark_script_run_loaded``); the fallback flag
-        flips once the replayed steps are done and the agent has taken over."""
+        flips once the replay's time is over and the agent has taken over."""
         plan = run.script
         if plan is None or plan.loaded is None or state.started_at is None:
             return None
-        triggered = plan.mode == "fallback" and state.step_count > REPLAY_STEPS
+        triggered = False
+        if plan.mode == "fallback":
+            lifecycle = run.lifecycle
+            ends = lifecycle.begins + lifecycle.plan.seconds  # the planned end (a fallback has no retries)
+            at = min(self.now(), state.finished_at or math.inf, lifecycle.canceled_at or math.inf)
+            triggered = at >= fallback_at(state.started_at, ends)
         return plan.loaded.script_run(triggered)
 
     # ---- artifacts ------------------------------------------------------------------------------------
