@@ -33,6 +33,7 @@ from airflow_provider_skyvern.emulator.faults import (
     FaultRule,
 )
 from airflow_provider_skyvern.emulator.lifecycle import DirectiveError, Lifecycle, iso, plan_from
+from airflow_provider_skyvern.emulator.scripts import ScriptSettings, plan_scripts, timed
 from airflow_provider_skyvern.emulator.state import (
     RUN_TYPE_BY_ENGINE,
     ArtifactFile,
@@ -210,8 +211,18 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         if plan.create_seconds:  # the run's row appears only now, even if the client gave up meanwhile
             await asyncio.sleep(plan.create_seconds)
         with state.lock:
+            script = None
+            if workflow is not None and block is None:  # a saved workflow: agent, or replay as code
+                saved = workflow
+                script = plan_scripts(
+                    saved.scripts,
+                    wire,
+                    plan.page_changed,
+                    lambda key: state.latest_script(saved.workflow_permanent_id, key),
+                )
+                plan = timed(plan, script)
             run = EmulatedRun(
-                state.new_id(prefix), run_type, wire, Lifecycle(plan, state.now()), block, workflow
+                state.new_id(prefix), run_type, wire, Lifecycle(plan, state.now()), block, workflow, script
             )
             state.runs[run.run_id] = run
             state.admit()
@@ -269,7 +280,8 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
 
     @api.post("/v1/workflows", dependencies=v1)
     async def create_workflow(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-        """A saved workflow to run: only its title and proxy location matter here (blocks are not run)."""
+        """A saved workflow to run: its title, proxy location and code settings (``run_with``, ``ai_fallback``,
+        ``cache_key``, ``code_version``...; the first block's url for the default cache key). Blocks are not run."""
         definition = body.get("json_definition")
         if not isinstance(definition, dict) or not isinstance(definition.get("title"), str):
             raise SkyvernHTTPException(
@@ -285,10 +297,26 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         _check_enums(definition)
         with state.lock:
             saved = EmulatedWorkflow(
-                state.new_id("wpid"), definition["title"], definition.get("proxy_location"), state.now()
+                state.new_id("wpid"),
+                definition["title"],
+                definition.get("proxy_location"),
+                state.now(),
+                ScriptSettings.of(definition),
             )
             state.workflows[saved.workflow_permanent_id] = saved
         return saved.to_json()
+
+    @api.get("/v1/workflows", dependencies=v1)
+    async def list_workflows(
+        search_key: str | None = None, title: str = "", page: int = 1, page_size: int = 10
+    ) -> list[dict[str, Any]]:
+        """Saved workflows whose title holds ``search_key`` (else the deprecated ``title``), any case."""
+        term = (search_key if search_key is not None else title).lower()
+        with state.lock:
+            found = [w for w in state.workflows.values() if term in w.title.lower()]
+        found.sort(key=lambda w: w.created, reverse=True)
+        start = (max(page, 1) - 1) * max(page_size, 1)
+        return [w.to_json() for w in found[start : start + max(page_size, 1)]]
 
     async def run_block(request: Request, body: dict[str, Any], kind: str) -> dict[str, Any]:
         """A one-block workflow made for this request, and its run (``routes/run_blocks.py``)."""
@@ -542,6 +570,44 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
                 }
             )
         return {"runs": runs}
+
+    @api.get("/v1/scripts/workflows/{workflow_permanent_id}", dependencies=v1)
+    async def workflow_scripts(workflow_permanent_id: str) -> dict[str, Any]:
+        """A workflow's cached scripts, newest first, one per cache key value (``routes/scripts.py``);
+        ``total_runs`` and ``success_rate`` of the real answer are not modelled."""
+        saved = state.workflows.get(workflow_permanent_id)
+        if saved is None:
+            raise SkyvernHTTPException(
+                404, f"Workflow not found. workflow_permanent_id={workflow_permanent_id}"
+            )
+        by_script: dict[str, list[Any]] = {}
+        for revision in state.script_revisions(state.now()):
+            if revision.workflow_permanent_id == workflow_permanent_id:
+                by_script.setdefault(revision.script_id, []).append(revision)
+        scripts = [
+            {
+                "script_id": script_id,
+                "cache_key": saved.scripts.cache_key,
+                "cache_key_value": revisions[0].cache_key_value,
+                "status": "published",
+                "latest_version": revisions[-1].version,
+                "version_count": len(revisions),
+                "is_pinned": False,
+                "created_at": iso(revisions[0].created),
+                "modified_at": iso(revisions[-1].created),
+            }
+            for script_id, revisions in by_script.items()
+        ]
+        return {"scripts": scripts[::-1]}
+
+    @api.get("/_emulator/scripts")
+    async def emulator_scripts() -> dict[str, Any]:
+        """The cached scripts recorded so far, one entry per revision, oldest first (replay as code)."""
+        return {
+            "scripts": [
+                revision.to_json(iso(revision.created)) for revision in state.script_revisions(state.now())
+            ]
+        }
 
     @api.get("/_emulator/sessions")
     async def emulator_sessions() -> dict[str, Any]:

@@ -28,6 +28,7 @@ DIRECTIVE_KEYS = (
     "files",
     "filename",
     "download_mbps",
+    "page_changed",
 )
 DEFAULT_RETRY_SECONDS = 2.0
 DEFAULT_STEPS = 5
@@ -61,6 +62,9 @@ class Plan:
     """The name every generated download reports, as a website chose it (``filename="../../x"``)."""
     download_mbps: float = 0.0
     """Pace of the generated downloads in MB/s, as a real link would be (0: as fast as the server goes)."""
+    page_changed: bool = False
+    """``page_changed=1``: the site no longer matches a workflow's cached script, so replaying it fails
+    (the AI takes over when ``ai_fallback`` is on). No effect on runs that replay no script."""
 
 
 def plan_from(texts: list[str], default_seconds: float, max_steps: int | None) -> Plan:
@@ -91,6 +95,7 @@ def plan_from(texts: list[str], default_seconds: float, max_steps: int | None) -
         max(1, int(_number(values, "files", 1))),
         values.get("filename"),
         _number(values, "download_mbps", 0.0),
+        _number(values, "page_changed", 0.0) > 0,
     )
 
 

@@ -33,6 +33,14 @@ from airflow_provider_skyvern.emulator.lifecycle import (
     RunState,
     iso,
 )
+from airflow_provider_skyvern.emulator.scripts import (
+    SCRIPT_BLOCK_ERROR,
+    SCRIPT_FAILURE,
+    ScriptPlan,
+    ScriptRevision,
+    ScriptSettings,
+    fallback_at,
+)
 
 ORGANIZATION_ID = "o_emulator"
 FIRST_ID = 495_000_000_000_000_000  # Skyvern ids are <prefix>_<64-bit int>
@@ -140,13 +148,15 @@ class EmulatorSettings:
 
 @dataclass(frozen=True)
 class EmulatedWorkflow:
-    """A saved workflow, as far as running it matters: its id, title and saved proxy location."""
+    """A saved workflow, as far as running it matters: its id, title, saved proxy location, code settings."""
 
     workflow_permanent_id: str
     title: str
     proxy_location: Any = None
     """Applies to a run whose request says ``"proxy_location": null`` (a missing one means RESIDENTIAL)."""
     created: float = 0.0
+    scripts: ScriptSettings = field(default_factory=ScriptSettings)
+    """``run_with``, ``ai_fallback``, ``cache_key``, ``code_version``...: replay as code (scripts.py)."""
 
     def to_json(self) -> dict[str, Any]:
         """What ``POST /v1/workflows`` answers (the fields of Skyvern's ``Workflow`` a client reads)."""
@@ -159,6 +169,7 @@ class EmulatedWorkflow:
             "proxy_location": self.proxy_location,
             "created_at": iso(self.created),
             "modified_at": iso(self.created),
+            **self.scripts.to_json(),
         }
 
 
@@ -172,6 +183,8 @@ class EmulatedRun:
     """``login`` or ``file_download`` for a run-block run (a one-block workflow made for it)."""
     workflow: EmulatedWorkflow | None = None
     """The saved workflow a workflow run runs."""
+    script: ScriptPlan | None = None
+    """What a run of a saved workflow does with cached scripts (None: runs of no saved workflow)."""
 
     @property
     def number(self) -> int:
@@ -383,15 +396,16 @@ class EmulatorState:
             "browser_session_id": run.request.get("browser_session_id"),
             "browser_profile_id": None,
             "max_screenshot_scrolls": run.request.get("max_screenshot_scrolls"),
-            "script_run": None,
+            "script_run": self._script_run(run, state),
             "step_count": state.step_count,
             "run_request": run.run_request(),
         }
         if run.is_workflow:
+            script_run = body["script_run"]
             body.update(
-                run_with=run.request.get("run_with") or "agent",
-                ai_fallback=run.request.get("ai_fallback"),
-                script_id=None,
+                run_with=run.script.run_with if run.script else run.request.get("run_with") or "agent",
+                ai_fallback=run.script.ai_fallback if run.script else run.request.get("ai_fallback"),
+                script_id=script_run["script_id"] if script_run else None,
                 attempt=state.attempt,
                 retry_pending=state.retry_pending,
                 next_attempt_at=iso(state.next_attempt_at),
@@ -455,11 +469,13 @@ class EmulatorState:
             "created_at": iso(run.lifecycle.created),
             "workflow_permanent_id": run.request.get("workflow_id"),
             "workflow_deleted": False,
-            "script_run": False,
+            "script_run": False,  # 1.0.56 never sets task_runs.script_run: false even for a replay
             "trigger_type": "api",
         }
 
     def _output(self, run: EmulatedRun, state: RunState) -> Any:
+        if state.status == "failed" and run.script is not None and run.script.mode == "script_failed":
+            return self._failed_replay_output(run, state)
         if state.status != "completed":
             return None
         extracted = sample_output(
@@ -476,9 +492,29 @@ class EmulatorState:
             return outputs
         return extracted
 
+    def _failed_replay_output(self, run: EmulatedRun, state: RunState) -> dict[str, Any]:
+        """A replay that failed without the AI reports its blocks, the failed one with the script's error
+        (as 1.0.56 does: ``{"<label>_output": {"status": "failed", ...}, "extracted_information": []}``)."""
+        outputs: dict[str, Any] = {}
+        for index, block in enumerate(self.workflow_blocks(run, state)):
+            output = block["output"]
+            if block["status"] != "completed":
+                output = {
+                    "task_id": f"tsk_{run.number}{index}",
+                    "status": "failed",
+                    "extracted_information": None,
+                    "failure_reason": SCRIPT_BLOCK_ERROR,
+                    "errors": [],
+                }
+            outputs[f"{block['label']}_output"] = output
+        outputs["extracted_information"] = []
+        return outputs
+
     def _failure_reason(self, run: EmulatedRun, state: RunState) -> str | None:
         if state.status == "canceled" and run.lifecycle.canceled_at is not None:
             return "Run canceled by the user"
+        if state.status == "failed" and run.script is not None and run.script.mode == "script_failed":
+            return SCRIPT_FAILURE
         if state.retry_pending:
             return RETRIED_ATTEMPT_REASON.format(attempt=state.attempt)
         template = FAILURE_REASONS.get(state.status)
@@ -495,6 +531,66 @@ class EmulatorState:
             return []
         code, reasoning = next(iter(mapping.items()))
         return [{"error_code": code, "reasoning": reasoning, "confidence_float": 0.9}]
+
+    # ---- cached scripts (replay as code) ---------------------------------------------------------------
+
+    def script_revisions(self, now: float) -> list[ScriptRevision]:
+        """The scripts recorded by ``now``, oldest first: a pure function of the runs and the time.
+
+        A run of a saved workflow that ended completed (or terminated, with ``generate_script_on_terminal``)
+        records revision 1 of a new script for its cache key value when there is none yet."""
+        ended: list[tuple[float, int, EmulatedRun, ScriptPlan]] = []
+        with self.lock:
+            runs = list(self.runs.values())
+        for run in runs:
+            plan = run.script
+            if plan is None or not plan.records or run.workflow is None:
+                continue
+            state = run.lifecycle.state_at(now)
+            if not state.is_terminal or state.finished_at is None or state.finished_at > now:
+                continue
+            if state.status == "completed" or (state.status == "terminated" and plan.generate_on_terminal):
+                ended.append((state.finished_at, run.number, run, plan))
+        ended.sort(key=lambda entry: entry[:2])
+        revisions: list[ScriptRevision] = []
+        latest: dict[tuple[str, str], ScriptRevision] = {}
+        for finished, number, run, plan in ended:
+            assert run.workflow is not None
+            key = (run.workflow.workflow_permanent_id, plan.cache_key_value)
+            if key in latest:  # another run recorded this key's script first; this one keeps it
+                continue
+            script_id, version = f"s_{number}", 1
+            revision = ScriptRevision(
+                script_id, f"sr_{number}", version, key[0], key[1], run.run_id, finished
+            )
+            revisions.append(revision)
+            latest[key] = revision
+        return revisions
+
+    def latest_script(self, workflow_permanent_id: str, cache_key_value: str) -> ScriptRevision | None:
+        """The revision a run starting now would load for this cache key value (None: a cache miss)."""
+        found = None
+        for revision in self.script_revisions(self.now()):
+            if (revision.workflow_permanent_id, revision.cache_key_value) == (
+                workflow_permanent_id,
+                cache_key_value,
+            ):
+                found = revision
+        return found
+
+    def _script_run(self, run: EmulatedRun, state: RunState) -> dict[str, Any] | None:
+        """Set when the run starts with a loaded script (``_mark_script_run_loaded``); the fallback flag
+        flips once the replay's time is over and the agent has taken over."""
+        plan = run.script
+        if plan is None or plan.loaded is None or state.started_at is None:
+            return None
+        triggered = False
+        if plan.mode == "fallback":
+            lifecycle = run.lifecycle
+            ends = lifecycle.begins + lifecycle.plan.seconds  # the planned end (a fallback has no retries)
+            at = min(self.now(), state.finished_at or math.inf, lifecycle.canceled_at or math.inf)
+            triggered = at >= fallback_at(state.started_at, ends)
+        return plan.loaded.script_run(triggered)
 
     # ---- artifacts ------------------------------------------------------------------------------------
 
