@@ -47,7 +47,7 @@ def what_it_ran(run: RunResponse, run_with: str | None) -> str | None:
     if script.ai_fallback_triggered:
         return (
             f"Skyvern run {run.run_id}: the cached script ({which}) failed on the page and the AI took over "
-            "(ai_fallback); Skyvern regenerates the script from this run"
+            "(ai_fallback), at the agent's cost in steps"
         )
     return f"Skyvern run {run.run_id} replayed cached code ({which}): no AI steps"
 
