@@ -51,7 +51,8 @@ DAG_ID = "skyvern_cluster_storm"
 TASK_ID = "extract"
 DAGS = REPO / "bench" / "cluster_storm_dags"
 PAGE = re.compile(r"catalogue page (\d+) of the storm")
-COULD_NOT_TELL = "could not tell whether a Skyvern run was created"
+COULD_NOT_TELL = "could not tell whether"
+"""What the last try of a task that gave up rather than risk a second run says (lowercased)."""
 RESTART_GAP = 60.0
 """Seconds at least between the two triggerer restarts (and between a restart and the storm's end)."""
 SAMPLE_EVERY = 3.0
@@ -292,7 +293,7 @@ def score(
         mine = handed.get(index)
         if state == "success" and mine is not None and page_of.get(mine) == index and handed_count[mine] == 1:
             correct += 1
-        elif state == "failed" and _mentions(cluster, run_id, index, tries, COULD_NOT_TELL):
+        elif state == "failed" and COULD_NOT_TELL in _ti_log(cluster, run_id, index, tries).lower():
             correct += 1
             told.add(index)
     live = [r for r in runs if r["status"] not in BAD_ENDS and not r["cancel_requests"]]
