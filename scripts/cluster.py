@@ -14,10 +14,10 @@ directory (``--dir``, ``$SKYVERN_CLUSTER_DIR``, default ``/tmp/skyvern-cluster``
   started: each Airflow component runs in a session of its own, and everything left in that session
   (Celery's task processes move to process groups of their own, not out of the session) is stopped too.
 
-Components: api-server, scheduler, dag-processor, one Celery worker (concurrency 4) and two triggerers
-registered under the hostnames ``triggerer-a`` and ``triggerer-b`` (``[core] hostname_callable``). The
-worker and the triggerers skip their log servers (those listen on every interface); all components share
-one local log folder instead. Failures raise :class:`ClusterError`, whose message is one line.
+Components: api-server, scheduler, dag-processor, one Celery worker (concurrency 4, or
+``worker_concurrency``) and two triggerers registered under the hostnames ``triggerer-a`` and
+``triggerer-b`` (``[core] hostname_callable``). The worker and the triggerers skip their log servers (those
+listen on every interface); all components share one local log folder instead. Failures raise :class:`ClusterError`, whose message is one line.
 """
 
 from __future__ import annotations
@@ -154,8 +154,10 @@ class Cluster:
         dags_folder: Path | None = None,
         extra_env: Mapping[str, str] | None = None,
         python: Path | None = None,
+        worker_concurrency: int = WORKER_CONCURRENCY,
     ) -> None:
         self.root = root.resolve()
+        self.worker_concurrency = worker_concurrency
         self.dags_folder = (dags_folder or REPO / "example_dags").resolve()
         self.extra_env = dict(extra_env or {})
         self.bin = (python or VENV_BIN / "python").parent
@@ -433,7 +435,7 @@ class Cluster:
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._dsn(scheme="postgresql+psycopg2"),
                 "AIRFLOW__CELERY__BROKER_URL": f"redis://:{keys['redis']}@{LOOPBACK}:{ports['redis']}/0",
                 "AIRFLOW__CELERY__RESULT_BACKEND": self._dsn(scheme="db+postgresql"),
-                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.worker_concurrency),
                 "AIRFLOW__API__HOST": LOOPBACK,
                 "AIRFLOW__API__PORT": str(ports["api"]),
                 "AIRFLOW__API__WORKERS": "1",
@@ -475,7 +477,7 @@ class Cluster:
             "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
             "dag-processor": [airflow, "dag-processor"],
             "worker": [
-                airflow, "celery", "worker", "--concurrency", str(WORKER_CONCURRENCY), "--skip-serve-logs",
+                airflow, "celery", "worker", "--concurrency", str(self.worker_concurrency), "--skip-serve-logs",
                 "--celery-hostname", f"worker@{LOOPBACK}", "--without-gossip", "--without-mingle",
             ],
             "triggerer-a": [airflow, "triggerer", "--skip-serve-logs"],
