@@ -18,19 +18,18 @@ from airflow.providers.openlineage.extractors import OperatorLineage
 from openlineage.client.event_v2 import InputDataset, OutputDataset
 from openlineage.client.facet_v2 import (
     DatasetFacet,
-    JobFacet,
     OutputDatasetFacet,
     RunFacet,
     error_message_run,
     external_query_run,
-    job_type_job,
     output_statistics_output_dataset,
     schema_dataset,
 )
 
 from airflow_provider_skyvern.exceptions import one_line
 
-INTEGRATION = "SKYVERN"
+SOURCE = "skyvern"
+"""``externalQuery.source`` when Skyvern's base URL cannot be read."""
 FACET_SCHEMA_URL = "https://github.com/airflow-provider-skyvern/airflow-provider-skyvern/blob/main/docs/lineage.md#skyvern-run-facet"
 SCHEMA_DEPTH = 3
 """Nested objects of ``data_extraction_schema`` kept this deep in the schema facet."""
@@ -58,8 +57,8 @@ class SkyvernRunFacet(RunFacet):
 
 
 def on_start(op: Any) -> OperatorLineage[Any, Any]:
-    """START: the starting URLs the task was given, the job's type."""
-    return OperatorLineage(inputs=_inputs(op), job_facets=_job_facets())
+    """START: the starting URLs the task was given."""
+    return OperatorLineage(inputs=_inputs(op))
 
 
 def on_end(op: Any, *, failed: bool) -> OperatorLineage[Any, Any]:
@@ -70,7 +69,7 @@ def on_end(op: Any, *, failed: bool) -> OperatorLineage[Any, Any]:
     base_url = _base_url(op)
     if run_id is not None:
         run_facets["externalQuery"] = external_query_run.ExternalQueryRunFacet(
-            externalQueryId=run_id, source=base_url or INTEGRATION.lower()
+            externalQueryId=run_id, source=base_url or SOURCE
         )
         run_facets["skyvern"] = _skyvern_facet(op, run_id)
     if failed and run is not None and run.status.value != "completed":
@@ -85,9 +84,9 @@ def on_end(op: Any, *, failed: bool) -> OperatorLineage[Any, Any]:
         if extracted is not None:
             outputs.append(extracted)
     outputs.extend(_copied_files(op))
-    return OperatorLineage(
-        inputs=_inputs(op), outputs=outputs, run_facets=run_facets, job_facets=_job_facets()
-    )
+    # No job facets: the OpenLineage provider sets ``jobType`` itself (AIRFLOW, TASK, BATCH) and replaces any
+    # the operator returns; the Skyvern side is described by the ``externalQuery`` and ``skyvern`` run facets.
+    return OperatorLineage(inputs=_inputs(op), outputs=outputs, run_facets=run_facets)
 
 
 # ---- datasets ------------------------------------------------------------------------------------------
@@ -231,14 +230,6 @@ def _schema_fields(schema: Any, depth: int = 0) -> list[schema_dataset.SchemaDat
 
 
 # ---- run and job facets -----------------------------------------------------------------------------
-
-
-def _job_facets() -> dict[str, JobFacet]:
-    return {
-        "jobType": job_type_job.JobTypeJobFacet(
-            processingType="BATCH", integration=INTEGRATION, jobType="TASK"
-        )
-    }
 
 
 def _skyvern_facet(op: Any, run_id: str) -> SkyvernRunFacet:
