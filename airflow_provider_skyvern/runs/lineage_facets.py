@@ -30,7 +30,7 @@ from airflow_provider_skyvern.exceptions import one_line
 
 SOURCE = "skyvern"
 """``externalQuery.source`` when Skyvern's base URL cannot be read."""
-FACET_SCHEMA_URL = "https://github.com/airflow-provider-skyvern/airflow-provider-skyvern/blob/main/docs/lineage.md#skyvern-run-facet"
+FACET_SCHEMA_URL = "https://github.com/airflow-provider-skyvern/airflow-provider-skyvern/blob/main/docs/lineage.md#what-each-event-carries"
 SCHEMA_DEPTH = 3
 """Nested objects of ``data_extraction_schema`` kept this deep in the schema facet."""
 
