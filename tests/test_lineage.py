@@ -22,6 +22,7 @@ from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
 from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 from airflow_provider_skyvern.operators.workflow import SkyvernRunWorkflowOperator
 from airflow_provider_skyvern.runs.events import RunEvent
+from airflow_provider_skyvern.runs.lineage_facets import dataset_id
 from tests.conftest import BASE_URL, FastClock
 from tests.operator_support import make_context
 from tests.payloads import task_run, workflow_run
@@ -275,3 +276,24 @@ def test_copy_operator_reads_the_run_at_skyvern_and_writes_its_files(
     assert names(lineage["outputs"]) == [("file", f"{tmp_path}/archive/wr_4/downloads/invoice.pdf")]
     assert lineage["run"]["externalQuery"]["externalQueryId"] == "wr_4"
     no_secrets(lineage)
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("s3://bucket/runs/wr_1/downloads/a.pdf", ("s3://bucket", "runs/wr_1/downloads/a.pdf")),
+        ("s3://aws_conn@bucket/runs/a.pdf", ("s3://bucket", "runs/a.pdf")),  # ObjectStoragePath's conn id
+        ("gs://bucket/a.pdf", ("gs://bucket", "a.pdf")),
+        ("abfss://box@acct.dfs.core.windows.net/a.pdf", ("abfss://box@acct.dfs.core.windows.net", "a.pdf")),
+        ("file:///data/runs/a.pdf", ("file", "/data/runs/a.pdf")),
+        ("https://u:p@Shop.Example.com/a?b=1#c", ("https://shop.example.com", "/a")),
+        ("http://example.com", ("http://example.com", "/")),
+        ("s3://bucket", None),
+        ("not a url", None),
+        ("https://[::1", None),
+    ],
+)
+def test_datasets_are_named_by_the_openlineage_naming_spec(
+    uri: str, expected: tuple[str, str] | None
+) -> None:
+    assert dataset_id(uri) == expected

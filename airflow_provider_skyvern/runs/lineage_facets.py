@@ -31,6 +31,9 @@ from airflow_provider_skyvern.exceptions import one_line
 SOURCE = "skyvern"
 """``externalQuery.source`` when Skyvern's base URL cannot be read."""
 FACET_SCHEMA_URL = "https://github.com/airflow-provider-skyvern/airflow-provider-skyvern/blob/main/docs/lineage.md#what-each-event-carries"
+AZURE_ACCOUNT_HOSTS = (".dfs.core.windows.net", ".blob.core.windows.net")
+"""Where the user part of a URL is Azure's container, not a login (elsewhere it is dropped: a user, or
+the Airflow connection id ``ObjectStoragePath`` reads from ``s3://conn_id@bucket/key``)."""
 SCHEMA_DEPTH = 3
 """Nested objects of ``data_extraction_schema`` kept this deep in the schema facet."""
 
@@ -127,7 +130,10 @@ def _parts(uri: str) -> tuple[str, str] | None:
         return "file", parts.path
     if not scheme or not parts.hostname:
         return None
-    return f"{scheme}://{parts.hostname}" + (f":{port}" if port is not None else ""), parts.path
+    host = parts.hostname
+    if parts.username and not parts.password and host.endswith(AZURE_ACCOUNT_HOSTS):
+        host = f"{parts.username}@{host}"  # abfss://container@account.dfs.core.windows.net: the container
+    return f"{scheme}://{host}" + (f":{port}" if port is not None else ""), parts.path
 
 
 def _inputs(op: Any) -> list[InputDataset]:
