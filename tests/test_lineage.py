@@ -260,7 +260,10 @@ def test_copy_operator_reads_the_run_at_skyvern_and_writes_its_files(
     skyvern: respx.MockRouter, tmp_path: Path
 ) -> None:
     skyvern.get("/v1/runs/wr_4").respond(
-        200, json=workflow_run("wr_4", "completed", downloaded_files=[serve_download(skyvern)])
+        200,
+        json=workflow_run(
+            "wr_4", "completed", output={"rows": 1}, downloaded_files=[serve_download(skyvern)]
+        ),
     )
     op = SkyvernCopyArtifactsOperator(
         task_id="copy", run_id="wr_4", destination=f"file://{tmp_path}/archive", artifact_types=[]
@@ -273,6 +276,7 @@ def test_copy_operator_reads_the_run_at_skyvern_and_writes_its_files(
     lineage = as_json(op.get_openlineage_facets_on_complete(None))
 
     assert names(lineage["inputs"]) == [(BASE_URL, "/v1/runs/wr_4")]
+    # the run's output is the run operator's output and this task's input, not written again here
     assert names(lineage["outputs"]) == [("file", f"{tmp_path}/archive/wr_4/downloads/invoice.pdf")]
     assert lineage["run"]["externalQuery"]["externalQueryId"] == "wr_4"
     no_secrets(lineage)

@@ -82,7 +82,7 @@ def on_end(op: Any, *, failed: bool) -> OperatorLineage[Any, Any]:
             message=one_line(failure_message(run)), programmingLanguage="python"
         )
     outputs: list[OutputDataset] = []
-    if run is not None and base_url is not None and not failed:
+    if run is not None and base_url is not None and not failed and not op.lineage_reads_run:
         extracted = _extracted_output(op, run, base_url)
         if extracted is not None:
             outputs.append(extracted)
