@@ -13,12 +13,13 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_skyvern import DEFAULT_CONN_ID
 from airflow_provider_skyvern.compat import AirflowFailException
+from airflow_provider_skyvern.runs.lineage import SkyvernLineageMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 
-class SkyvernCopyArtifactsOperator(BaseOperator):
+class SkyvernCopyArtifactsOperator(SkyvernLineageMixin, BaseOperator):
     """
     Copy the downloaded files, recording and screenshots of an ended Skyvern run to durable storage.
 
@@ -26,7 +27,8 @@ class SkyvernCopyArtifactsOperator(BaseOperator):
     this copies the files to ``<destination>/<run_id>/`` (``downloads/``, ``recording.webm``,
     ``screenshots/<n>.png``, ``manifest.json``) and returns the manifest (durable URIs, sizes, SHA-256),
     which goes to XCom as ``return_value`` unless ``do_xcom_push=False``. It never starts a Skyvern run,
-    and a retry downloads only what is not at the destination yet.
+    and a retry downloads only what is not at the destination yet. With the OpenLineage provider, each
+    copied file is an output dataset (docs/lineage.md).
 
     :param run_id: the Skyvern run (``tsk_...``, ``wr_...``); templated, e.g.
         ``"{{ ti.xcom_pull(task_ids='extract', key='run_id') }}"``.
@@ -41,6 +43,7 @@ class SkyvernCopyArtifactsOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("run_id", "destination")
+    lineage_reads_run = True
     ui_color = "#e8f4fd"
 
     def __init__(
@@ -89,4 +92,5 @@ class SkyvernCopyArtifactsOperator(BaseOperator):
                 conn_id=self.storage_conn_id,
                 log=self.log,
             )
+        self.skyvern_run, self.skyvern_artifacts = run, manifest  # what OpenLineage reports
         return manifest.to_xcom()

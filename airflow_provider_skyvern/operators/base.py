@@ -22,6 +22,7 @@ from airflow_provider_skyvern.enums import RunStatus
 from airflow_provider_skyvern.exceptions import SkyvernBadRequestError, SkyvernError, SkyvernNotFoundError
 from airflow_provider_skyvern.links.skyvern import SkyvernRunLink
 from airflow_provider_skyvern.operators import validation as check
+from airflow_provider_skyvern.runs.lineage import SkyvernLineageMixin
 
 if TYPE_CHECKING:
     from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
@@ -44,7 +45,7 @@ RUN_TEMPLATE_FIELDS = ("artifacts_destination",)
 """Templated on every run operator (subclasses add them to their own ``template_fields``)."""
 
 
-class SkyvernRunOperatorBase(BaseOperator):
+class SkyvernRunOperatorBase(SkyvernLineageMixin, BaseOperator):
     """
     Start one Skyvern run, wait for it (in the triggerer or blocking), return its output.
 
@@ -507,6 +508,7 @@ class SkyvernRunOperatorBase(BaseOperator):
         ledger = SubmissionLedger(context)
         self.skyvern_app_url = run.app_url or self.skyvern_app_url
         self._ended, self._active_run_id = True, None
+        self.skyvern_run = run  # what OpenLineage reports (runs/lineage.py)
         self._push(context, {**result_xcoms(run), **self._extra_xcoms(run)})
         story.log_story(self.hook, run, self.log)
         self._account(context, self._usage(context).ended(run), run)
@@ -556,6 +558,7 @@ class SkyvernRunOperatorBase(BaseOperator):
                 f"{exc}; no retry can find this run again: copy its files with "
                 f"SkyvernCopyArtifactsOperator(run_id={run.run_id!r}), clearing this task would start a new run"
             )
+        self.skyvern_artifacts = manifest  # the lineage outputs
         self._push(context, {"artifacts": manifest.to_xcom()})
         return None
 

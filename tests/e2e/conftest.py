@@ -6,6 +6,8 @@ start, so a short ``deferred`` phase cannot be missed whatever order the tests r
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import shutil
 import sys
 from collections.abc import Iterator
@@ -29,6 +31,8 @@ from .scenario import (  # noqa: E402
     FAN_OUT,
     GATE,
     LOGIN_DOWNLOAD,
+    OPENLINEAGE_EVENTS,
+    OPENLINEAGE_NAMESPACE,
     WAIT_LATER,
     WORKFLOW,
     Observed,
@@ -43,6 +47,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     for dag_file in [*(REPO / "example_dags").glob("*.py"), *(Path(__file__).parent / "dags").glob("*.py")]:
         shutil.copy(dag_file, dags)
     extra_env = {"SKYVERN_EXAMPLE_POLL_INTERVAL": "1", "SKYVERN_EXAMPLE_OUTPUT_DIR": str(workdir / "output")}
+    if importlib.util.find_spec("airflow.providers.openlineage") is not None:  # the [openlineage] extra
+        # Every OpenLineage event Airflow emits, one JSON a line (tests/e2e/test_lineage_e2e.py reads them).
+        transport = {"type": "file", "log_file_path": str(workdir / OPENLINEAGE_EVENTS), "append": True}
+        extra_env["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(transport)
+        extra_env["AIRFLOW__OPENLINEAGE__NAMESPACE"] = OPENLINEAGE_NAMESPACE
     with skyvern_stack(workdir, dags, extra_env, run_seconds=EMULATOR_RUN_SECONDS) as running_stack:
         yield running_stack
 

@@ -16,6 +16,9 @@ WAIT_LATER = ("skyvern_start_now_wait_later", "wait_for_price_check")
 GATE = ("skyvern_e2e_gate", "gate")
 ABANDONED = ("skyvern_e2e_session_abandoned", "crawl_in_session")
 LOGIN_DOWNLOAD = ("skyvern_login_download", "download_invoices")
+OPENLINEAGE_EVENTS = "openlineage.jsonl"
+"""Where the stack's Airflow writes its OpenLineage events (file transport), under the stack's workdir."""
+OPENLINEAGE_NAMESPACE = "skyvern-e2e"
 EXAMPLE_DAG_IDS = frozenset(
     {
         "skyvern_scheduled_extraction",
