@@ -53,7 +53,7 @@ with DAG(
         poll_interval=POLL_INTERVAL,
     )
 
-    @task
+    @task(multiple_outputs=False)  # one XCom holding the whole dict
     def cost_of_the_day() -> dict[str, Any]:
         """One line per day for a cost dashboard: what was spent, and whether code or the AI did the work."""
         ti = get_current_context()["ti"]
