@@ -460,7 +460,7 @@ def test_a_first_code_run_says_it_ran_as_an_agent_and_records_the_script(
     skyvern.post("/v1/run/agents").respond(200, json=done(script_run=None))
     context = make_context()
     operator(run_with="code").execute(context)
-    assert context["ti"].xcoms["script_run"] is None
+    assert context["ti"].xcoms.get("script_run") is None  # Airflow 3.0 stores no None XCom: none pushed
     assert context["ti"].xcoms["usage"]["replayed_as_code"] == 0
     assert (
         "Skyvern run wr_1 ran as an agent: no cached script for its cache key yet (run_with='code'); Skyvern "
@@ -480,8 +480,13 @@ def test_when_the_ai_took_over_the_log_says_so_and_the_streak_starts(
     log = capsys.readouterr().out
     assert "the cached script (script s_1, revision sr_2) failed on the page and the AI took over" in log
     assert "Skyvern cost: run wr_1 took 6 steps (the AI took over from cached code)" in log
-    warning = "[warning  ] Skyvern run wr_1: the AI took over from the cached script; if the site changed"
-    assert (warning in log) is warned
+    said = [
+        line
+        for line in log.splitlines()
+        if "the AI took over from the cached script; if the site changed" in line
+    ]
+    assert bool(said) is warned
+    assert all("warning" in line.lower() for line in said)
 
 
 def test_on_ai_fallback_fail_fails_the_task_after_handing_its_xcoms_on(skyvern: respx.MockRouter) -> None:
