@@ -362,23 +362,26 @@ class SkyvernRunOperatorBase(SkyvernLineageMixin, BaseOperator):
         assert self.max_steps_total is not None
         if not spent.runs:
             return
-        next_run = self._most_steps_per_run() or spent.largest_run()
+        capped = self._most_steps_per_run()
+        next_run = capped or spent.largest_run()
         if spent.steps + next_run <= self.max_steps_total:
             return
-        cap = "its max_steps" if self._most_steps_per_run() else "the largest run of this task so far"
+        cap = "its max_steps" if capped else "the largest run of this task so far"
         raise AirflowFailException(
             f"max_steps_total={self.max_steps_total}: this task instance's runs already spent {spent.steps} "
             f"steps ({spent.described()}), and another run may take {next_run} ({cap}); not starting one. "
             "Raise max_steps_total, or clear the task to count afresh"
         )
 
-    def _account(self, context: Any, record: UsageRecord, run: RunResponse | None) -> None:
+    def _account(
+        self, context: Any, usage: UsageLedger, record: UsageRecord, run: RunResponse | None
+    ) -> None:
         """XCom ``usage`` (on success and on failure), and the cost line that ends the run's story."""
         from airflow_provider_skyvern.runs.usage import cost_line
 
         self._push(context, {"usage": record.totals()})
         if run is not None:
-            self.log.info("%s", cost_line(run, record, across_tries=self._usage(context).kept_across_tries))
+            self.log.info("%s", cost_line(run, record, across_tries=usage.kept_across_tries))
 
     def _unknown_for_good(self, exc: RunStateUnknown, why: str) -> AirflowFailException:
         """No later try would look again (``why``): a run known by id but unreadable is canceled
@@ -458,7 +461,8 @@ class SkyvernRunOperatorBase(SkyvernLineageMixin, BaseOperator):
             after = self._cancel(event.run_id, seen, read=False)
             ledger.clear()
             steps = seen.step_count if seen is not None else event.step_count
-            self._account(context, self._usage(context).stopped(event.run_id, steps, "canceled"), None)
+            usage = self._usage(context)
+            self._account(context, usage, usage.stopped(event.run_id, steps, "canceled"), None)
             limit = event.limit or f"timeout={self.timeout:g}s"
             if event.run_status is None and event.message:
                 raise SkyvernRunFailedError(
@@ -511,7 +515,8 @@ class SkyvernRunOperatorBase(SkyvernLineageMixin, BaseOperator):
         self.skyvern_run = run  # what OpenLineage reports (runs/lineage.py)
         self._push(context, {**result_xcoms(run), **self._extra_xcoms(run)})
         story.log_story(self.hook, run, self.log)
-        self._account(context, self._usage(context).ended(run), run)
+        usage = self._usage(context)
+        self._account(context, usage, usage.ended(run), run)
         copy_failed = self._copy_artifacts(context, run, ledger)
         if run.status is not RunStatus.completed:
             ledger.ended(run.run_id, run.status.value)

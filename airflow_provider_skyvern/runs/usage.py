@@ -97,13 +97,7 @@ class UsageLedger:
     def ended(self, run: RunResponse) -> UsageRecord:
         record = self.read()
         cost = record.runs.get(run.run_id) or RunCost(try_number=self._try_number)
-        record.runs[run.run_id] = cost.model_copy(
-            update={
-                "steps": run.step_count or 0,
-                "status": run.status.value,
-                "replayed_as_code": replayed_as_code(run),
-            }
-        )
+        record.runs[run.run_id] = _seen(cost, run)
         return self._write(record)
 
     def stopped(self, run_id: str, steps: int | None, status: str) -> UsageRecord:
@@ -123,13 +117,7 @@ class UsageLedger:
                 run: RunResponse = read_run(run_id)
             except Exception:  # noqa: S112 - unknown stays unknown; the budget counts what is known
                 continue
-            record.runs[run_id] = cost.model_copy(
-                update={
-                    "steps": run.step_count or 0,
-                    "status": run.status.value,
-                    "replayed_as_code": replayed_as_code(run),
-                }
-            )
+            record.runs[run_id] = _seen(cost, run)
         return self._write(record)
 
     def _write(self, record: UsageRecord) -> UsageRecord:
@@ -138,6 +126,16 @@ class UsageLedger:
         else:
             self._store.set(USAGE_KEY, record.model_dump(mode="json"))
         return record
+
+
+def _seen(cost: RunCost, run: RunResponse) -> RunCost:
+    return cost.model_copy(
+        update={
+            "steps": run.step_count or 0,
+            "status": run.status.value,
+            "replayed_as_code": replayed_as_code(run),
+        }
+    )
 
 
 def cost_line(run: RunResponse, record: UsageRecord, *, across_tries: bool) -> str:
