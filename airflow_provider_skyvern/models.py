@@ -48,6 +48,7 @@ __all__ = [
     "RunResponse",
     "RunStatus",
     "RunType",
+    "SavedWorkflow",
     "ScriptRunResponse",
     "TaskRunRequest",
     "TaskRunResponse",
@@ -240,3 +241,16 @@ class BrowserSession(_Response):
     started_at: UtcDatetime | None = None
     completed_at: UtcDatetime | None = None
     warning: str | None = None
+
+
+class SavedWorkflow(_Response):
+    """A workflow (agent) as ``POST /v1/workflows`` and ``GET /v1/workflows`` answer: what finding one again
+    needs (its id, title, age, and whether it was deleted)."""
+
+    workflow_permanent_id: str
+    title: str
+    version: int | None = None
+    created_at: UtcDatetime | None = None
+    deleted_at: UtcDatetime | None = None
+    run_with: str | None = None
+    cache_key: str | None = None

@@ -8,6 +8,7 @@ validation errors are FastAPI's 422 list.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import html
@@ -33,8 +34,9 @@ from airflow_provider_skyvern.emulator.faults import (
     FaultRule,
 )
 from airflow_provider_skyvern.emulator.lifecycle import DirectiveError, Lifecycle, iso, plan_from
-from airflow_provider_skyvern.emulator.scripts import ScriptSettings, plan_scripts, timed
+from airflow_provider_skyvern.emulator.scripts import plan_scripts, timed
 from airflow_provider_skyvern.emulator.state import (
+    ORGANIZATION_ID,
     RUN_TYPE_BY_ENGINE,
     ArtifactFile,
     BrowserSessionRecord,
@@ -267,7 +269,7 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         if not workflow.workflow_id.startswith("wpid_"):
             raise SkyvernHTTPException(404, f"Workflow not found {workflow.workflow_id}")
         saved = state.workflows.get(workflow.workflow_id)
-        if saved is None:  # Skyvern 1.0.56's WorkflowNotFound
+        if saved is None or saved.deleted is not None:  # Skyvern 1.0.56's WorkflowNotFound
             raise SkyvernHTTPException(
                 404, f"Workflow not found. workflow_permanent_id={workflow.workflow_id}"
             )
@@ -279,9 +281,14 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         return state.run_json(run, base(request))
 
     @api.post("/v1/workflows", dependencies=v1)
-    async def create_workflow(body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    async def create_workflow(
+        body: Annotated[dict[str, Any], Body()],
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> dict[str, Any]:
         """A saved workflow to run: its title, proxy location and code settings (``run_with``, ``ai_fallback``,
-        ``cache_key``, ``code_version``...; the first block's url for the default cache key). Blocks are not run."""
+        ``cache_key``, ``code_version``...; the first block's url for the default cache key), and its blocks when
+        the emulator models them (their outputs). With an ``Idempotency-Key`` the id is derived from the key
+        and a second create answers the first workflow, even a deleted one (1.0.56 ``create_workflow``)."""
         definition = body.get("json_definition")
         if not isinstance(definition, dict) or not isinstance(definition.get("title"), str):
             raise SkyvernHTTPException(
@@ -296,15 +303,29 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
             )
         _check_enums(definition)
         with state.lock:
-            saved = EmulatedWorkflow(
-                state.new_id("wpid"),
-                definition["title"],
-                definition.get("proxy_location"),
-                state.now(),
-                ScriptSettings.of(definition),
-            )
+            if idempotency_key is not None:
+                digest = hashlib.sha256(f"create_workflow\0{ORGANIZATION_ID}\0{idempotency_key}".encode())
+                workflow_permanent_id = f"wpid_{digest.hexdigest()}"
+                known = state.workflows.get(workflow_permanent_id)
+                if known is not None:
+                    return known.to_json()
+            else:
+                workflow_permanent_id = state.new_id("wpid")
+            saved = EmulatedWorkflow.saved(workflow_permanent_id, definition, state.now())
             state.workflows[saved.workflow_permanent_id] = saved
         return saved.to_json()
+
+    @api.post("/v1/workflows/{workflow_permanent_id}/delete", dependencies=v1)
+    async def delete_workflow(workflow_permanent_id: str) -> dict[str, Any]:
+        """Soft delete: the id stays taken (an idempotent create answers the deleted workflow)."""
+        with state.lock:
+            saved = state.workflows.get(workflow_permanent_id)
+            if saved is None or saved.deleted is not None:
+                raise SkyvernHTTPException(
+                    404, f"Workflow not found. workflow_permanent_id={workflow_permanent_id}"
+                )
+            state.workflows[workflow_permanent_id] = dataclasses.replace(saved, deleted=state.now())
+        return {}
 
     @api.get("/v1/workflows", dependencies=v1)
     async def list_workflows(
@@ -313,7 +334,7 @@ def create_app(settings: EmulatorSettings | None = None) -> tuple[ASGIApp, Emula
         """Saved workflows whose title holds ``search_key`` (else the deprecated ``title``), any case."""
         term = (search_key if search_key is not None else title).lower()
         with state.lock:
-            found = [w for w in state.workflows.values() if term in w.title.lower()]
+            found = [w for w in state.workflows.values() if term in w.title.lower() and w.deleted is None]
         found.sort(key=lambda w: w.created, reverse=True)
         start = (max(page, 1) - 1) * max(page_size, 1)
         return [w.to_json() for w in found[start : start + max(page_size, 1)]]

@@ -110,6 +110,8 @@ WORKFLOW_ECHOED = (
 """What Skyvern 1.0.56 keeps of a workflow run's request and echoes (``get_workflow_run_response``): not
 the title (the workflow's own is shown), headers, run metadata or the time limit."""
 WORKFLOW_BLOCKS = (("open_portal", "goto_url"), ("extract_report", "extraction"))
+MODELED_BLOCKS = frozenset({"task", "extraction", "goto_url"})
+"""Block types whose output the emulator models; a saved workflow made only of them reports its own blocks."""
 """The emulated workflow's blocks (label, block type): each reports ``<label>_output``."""
 RUN_BLOCKS = {"login": ("Login", "login"), "file_download": ("File Download", "file_download")}
 """The one-block workflows Skyvern builds for ``/v1/run/tasks/login`` and ``/download_files``: the
@@ -157,6 +159,22 @@ class EmulatedWorkflow:
     created: float = 0.0
     scripts: ScriptSettings = field(default_factory=ScriptSettings)
     """``run_with``, ``ai_fallback``, ``cache_key``, ``code_version``...: replay as code (scripts.py)."""
+    blocks: tuple[SavedBlock, ...] = ()
+    """Its blocks, when the emulator models every one (else runs report :data:`WORKFLOW_BLOCKS`)."""
+    deleted: float | None = None
+
+    @classmethod
+    def saved(
+        cls, workflow_permanent_id: str, definition: dict[str, Any], created: float
+    ) -> EmulatedWorkflow:
+        return cls(
+            workflow_permanent_id,
+            definition["title"],
+            definition.get("proxy_location"),
+            created,
+            ScriptSettings.of(definition),
+            SavedBlock.all_of(definition),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """What ``POST /v1/workflows`` answers (the fields of Skyvern's ``Workflow`` a client reads)."""
@@ -169,8 +187,37 @@ class EmulatedWorkflow:
             "proxy_location": self.proxy_location,
             "created_at": iso(self.created),
             "modified_at": iso(self.created),
+            "deleted_at": iso(self.deleted),
             **self.scripts.to_json(),
         }
+
+
+@dataclass(frozen=True)
+class SavedBlock:
+    """A block of a saved workflow, as far as its output goes: what it extracts, by which schema."""
+
+    label: str
+    block_type: str
+    goal: str = ""
+    data_schema: Any = None
+
+    @classmethod
+    def all_of(cls, definition: dict[str, Any]) -> tuple[SavedBlock, ...]:
+        """Every block when the emulator models each one's output (task, extraction, goto_url); else none."""
+        blocks = (definition.get("workflow_definition") or {}).get("blocks") or []
+        if not blocks or not all(
+            isinstance(b, dict) and b.get("block_type") in MODELED_BLOCKS for b in blocks
+        ):
+            return ()
+        return tuple(
+            cls(
+                str(b.get("label")),
+                str(b["block_type"]),
+                str(b.get("data_extraction_goal") or b.get("navigation_goal") or ""),
+                b.get("data_schema"),
+            )
+            for b in blocks
+        )
 
 
 @dataclass
@@ -443,7 +490,11 @@ class EmulatorState:
                 "errors": [],
             }
         parameters = run.request.get("parameters") or {}
-        extracted = sample_output(None, json.dumps(parameters, sort_keys=True), run.run_id)
+        saved = run.workflow.blocks[index] if run.workflow is not None and run.workflow.blocks else None
+        if saved is not None:  # by the block's own schema, as its goal asks
+            extracted = sample_output(saved.data_schema, saved.goal, run.run_id)
+        else:
+            extracted = sample_output(None, json.dumps(parameters, sort_keys=True), run.run_id)
         return {
             "task_id": f"tsk_{run.number}{index}",
             "status": "completed",
@@ -751,6 +802,8 @@ class EmulatorState:
 def _blocks_of(run: EmulatedRun) -> tuple[tuple[str, str], ...]:
     if run.block is not None:
         return ((run.block, run.block),)
+    if run.workflow is not None and run.workflow.blocks:
+        return tuple((b.label, b.block_type) for b in run.workflow.blocks)
     return WORKFLOW_BLOCKS
 
 

@@ -24,6 +24,7 @@ from airflow_provider_skyvern.models import (
     RunResponse,
     RunStatus,
     RunType,
+    SavedWorkflow,
     TaskRunRequest,
     TaskRunResponse,
     TimelineEntry,
@@ -92,6 +93,8 @@ _RUN_LIST = _model_parser(TypeAdapter(list[RunListItem]))
 _WEBHOOK_REPLAY = _model_parser(TypeAdapter(WebhookReplayResponse))
 _BROWSER_SESSION = _model_parser(TypeAdapter(BrowserSession))
 _BROWSER_SESSIONS = _model_parser(TypeAdapter(list[BrowserSession]))
+_WORKFLOW = _model_parser(TypeAdapter(SavedWorkflow))
+_WORKFLOWS = _model_parser(TypeAdapter(list[SavedWorkflow]))
 
 
 def _agent_headers(user_agent: str | None) -> dict[str, str]:
@@ -243,3 +246,28 @@ def close_browser_session(browser_session_id: str) -> ApiCall[None]:
     return ApiCall(
         "POST", f"/v1/browser_sessions/{path_id(browser_session_id, 'browser_session_id')}/close", _none
     )
+
+
+def create_workflow(
+    definition: dict[str, Any], *, idempotency_key: str | None = None
+) -> ApiCall[SavedWorkflow]:
+    """
+    Save a workflow (``POST /v1/workflows``, body ``{"json_definition": ...}``). With ``idempotency_key``
+    Skyvern derives the workflow's id from the key and answers a second create with the first workflow
+    (even a deleted one), so the call is retried like a read; without one, never blindly.
+    """
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    return ApiCall(
+        "POST",
+        "/v1/workflows",
+        _WORKFLOW,
+        json={"json_definition": definition},
+        headers=headers,
+        creates=idempotency_key is None,
+    )
+
+
+def list_workflows(*, search_key: str, page: int = 1, page_size: int = 10) -> ApiCall[list[SavedWorkflow]]:
+    """Saved workflows (not deleted) whose title, folder or parameters hold ``search_key``, any case."""
+    params: QueryParams = [("search_key", search_key), ("page", page), ("page_size", page_size)]
+    return ApiCall("GET", "/v1/workflows", _WORKFLOWS, params=params)

@@ -411,6 +411,8 @@ class SkyvernHook(BaseHook):
     get_browser_session, aget_browser_session = endpoint(calls.get_browser_session)
     list_browser_sessions, alist_browser_sessions = endpoint(calls.list_browser_sessions)
     close_browser_session, aclose_browser_session = endpoint(calls.close_browser_session)
+    create_workflow, acreate_workflow = endpoint(calls.create_workflow)
+    list_workflows, alist_workflows = endpoint(calls.list_workflows)
 
     # ---- Airflow UI ---------------------------------------------------------------------------------
 

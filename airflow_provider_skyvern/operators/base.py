@@ -154,6 +154,17 @@ class SkyvernRunOperatorBase(SkyvernLineageMixin, BaseOperator):
         """The most steps one run of this request may take, when the request caps it (``max_steps``)."""
         return None
 
+    def _prepare(self, context: Any) -> None:
+        """What must exist at Skyvern before the request can be built (a prompt's replay workflow)."""
+
+    def _keeps_title(self) -> bool:
+        """Whether a later try could find the run by its title's tag (see :attr:`.RunKind.keeps_title`)."""
+        return self._run_kind().keeps_title
+
+    def _return_value(self, run: RunResponse) -> Any:
+        """The task's return value once the run completed."""
+        return run.output
+
     # ---- parse-time checks ----------------------------------------------------------------------------
 
     def _check_now(self) -> None:
@@ -195,6 +206,7 @@ class SkyvernRunOperatorBase(SkyvernLineageMixin, BaseOperator):
         from airflow_provider_skyvern.runs.results import identity_xcoms
 
         try:
+            self._prepare(context)
             kind = self._run_kind()
         except check.InvalidParameter as exc:
             raise AirflowFailException(f"{type(self).__name__}: {exc} (after rendering templates)") from None
@@ -488,7 +500,7 @@ class SkyvernRunOperatorBase(SkyvernLineageMixin, BaseOperator):
         """A retry follows and will find this run: by the state store, or (Airflow < 3.3) by its tag."""
         from airflow_provider_skyvern.runs.claim import why_no_retry_finds
 
-        keeps_title = self._run_kind().keeps_title
+        keeps_title = self._keeps_title()
         return (
             why_no_retry_finds(
                 context, reattach=self.reattach, keeps_title=keeps_title, store=ledger.available
@@ -534,7 +546,7 @@ class SkyvernRunOperatorBase(SkyvernLineageMixin, BaseOperator):
         ledger.ended(run.run_id, run.status.value)
         steps = run.step_count
         self.log.info("Skyvern run %s completed in %s step%s", run.run_id, steps, "" if steps == 1 else "s")
-        return run.output
+        return self._return_value(run)
 
     def _copy_artifacts(self, context: Any, run: RunResponse, ledger: SubmissionLedger) -> Exception | None:
         """

@@ -72,6 +72,15 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
         while it waits (default True). A trigger moved to another triggerer is never a kill.
     :param output_validation: when ``data_extraction_schema`` is set and the output breaks it: ``"warn"``
         (default: log, push ``output_schema_errors``, hand the output on) or ``"fail"``.
+    :param replay_as_code: learn once, then replay as code: the prompt becomes a Skyvern workflow of one
+        task block, made once and found again by the fingerprint (of the unrendered prompt and url, the
+        schema and the engine) in its title; each ``{{ expression }}`` of the prompt and url becomes a
+        workflow parameter, the url's ones its cache key. Its first run is an agent run Skyvern records a
+        script from; every later run replays the script (``run_with="code"``), the AI taking over where the
+        page changed (``ai_fallback``). The return value is what the block extracted; XCom ``script_run``
+        and ``ai_fallback_streak`` say what ran (see docs/replay.md: what it costs, saves, cannot do).
+    :param on_ai_fallback: with ``replay_as_code``, when the AI took over from the cached script: ``allow``
+        (default: logged), ``warn`` or ``fail``; from 2 DAG runs in a row the log says to review the script.
     :param skyvern_conn_id: Airflow connection of type ``skyvern``.
 
     ``browser_session_id``, ``publish_workflow``, ``webhook_url``, ``error_code_mapping``,
@@ -112,7 +121,7 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
         *("browser_session_id", "publish_workflow", "webhook_url", "error_code_mapping"),
         *("totp_identifier", "totp_url", "title", "model", "user_agent", "extra_http_headers"),
         *("include_action_history_in_verification", "max_screenshot_scrolls", "browser_address"),
-        *("run_with", "timeout", "poll_interval", "output_validation"),
+        *("run_with", "timeout", "poll_interval", "output_validation", "on_ai_fallback"),
     )
 
     def __init__(
@@ -145,6 +154,8 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
         reattach: bool = True,
         cancel_on_kill: bool = True,
         output_validation: OutputValidation = "warn",
+        replay_as_code: bool = False,
+        on_ai_fallback: str = "allow",
         skyvern_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
@@ -179,6 +190,13 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
         self.browser_address = browser_address
         self.run_with = run_with
         self.output_validation = output_validation
+        self.replay_as_code = replay_as_code
+        self.on_ai_fallback = on_ai_fallback
+        self._replay_templates = (prompt, url)
+        """The prompt and url as written (Airflow renders the attributes before ``execute``): the workflow's."""
+        self._replay_target: tuple[str, dict[str, str]] | None = None
+        if replay_as_code:
+            self._check_replayable()
         if isinstance(data_extraction_schema, type):  # a pydantic model class cannot be templated
             try:
                 self.data_extraction_schema = check.normalize_schema(data_extraction_schema)
@@ -192,7 +210,23 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
     def _check_given(cls, values: Mapping[str, Any]) -> None:
         if "output_validation" in values:
             check.check_choice("output_validation", values["output_validation"], ("warn", "fail"))
+        check.check_choice("on_ai_fallback", values.get("on_ai_fallback"), check.ON_AI_FALLBACK_VALUES)
         _task_request(values, only_known=True)
+
+    def _check_replayable(self) -> None:
+        from airflow_provider_skyvern.runs.prompt_workflow import NotReplayable, check_template
+
+        try:
+            for name, value in zip(("prompt", "url"), self._replay_templates, strict=True):
+                check_template(name, value)
+        except NotReplayable as exc:
+            raise ValueError(f"{type(self).__name__}(task_id={self.task_id!r}) {exc}") from None
+        for name in ("run_with", "publish_workflow"):
+            if getattr(self, name) is not None:
+                raise ValueError(
+                    f"{type(self).__name__}(task_id={self.task_id!r}) {name}: leave it unset with "
+                    "replay_as_code=True, which runs its own workflow with run_with='code'"
+                )
 
     def _build_request(self) -> TaskRunRequest:
         """The rendered request; a bad value is a ``check.InvalidParameter`` naming the field."""
@@ -204,10 +238,102 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
     def _run_kind(self) -> RunKind:
         from airflow_provider_skyvern.runs.kinds import TaskRun
 
-        return TaskRun(self._build_request(), user_agent=self.user_agent)
+        request = self._build_request()
+        if self._replay_target is None:
+            return TaskRun(request, user_agent=self.user_agent)
+        return self._replay_kind(request, *self._replay_target)
+
+    def _prepare(self, context: Any) -> None:
+        """``replay_as_code``: the prompt's workflow, found or made once, and this run's parameters."""
+        if not self.replay_as_code:
+            return
+        from airflow_provider_skyvern.compat import AirflowFailException
+        from airflow_provider_skyvern.exceptions import SkyvernError, SkyvernHTTPError
+        from airflow_provider_skyvern.runs import prompt_workflow
+
+        request = self._build_request()  # a bad rendered value is said before anything is made
+        prompt, url = self._replay_templates
+        assert isinstance(prompt, str)  # checked when the operator was made
+        try:
+            workflow = prompt_workflow.plan(
+                prompt,
+                url,
+                schema=request.data_extraction_schema,
+                engine=request.engine.value if request.engine is not None else None,
+                block_options={
+                    "error_code_mapping": request.error_code_mapping,
+                    "include_action_history_in_verification": request.include_action_history_in_verification,
+                    "model": request.model,
+                },
+            )
+        except prompt_workflow.NotReplayable as exc:
+            raise check.InvalidParameter("replay_as_code", str(exc)) from None
+        try:
+            saved = prompt_workflow.find_or_create(self.hook, workflow, self.log)
+        except SkyvernHTTPError as exc:
+            if 400 <= exc.http_status < 500 and exc.http_status not in (408, 409, 429):
+                raise AirflowFailException(f"Skyvern refused this prompt's replay workflow: {exc}") from None
+            raise exc.reworded(f"Finding or making this prompt's replay workflow failed: {exc}") from None
+        except SkyvernError as exc:
+            raise exc.reworded(f"Finding or making this prompt's replay workflow failed: {exc}") from None
+        parameters = workflow.parameters(lambda text: self.render_template(text, context))
+        self._replay_target = (saved.workflow_permanent_id, parameters)
+
+    def _replay_kind(self, request: TaskRunRequest, workflow_id: str, parameters: dict[str, str]) -> RunKind:
+        """A run of the prompt's workflow carrying what the task run would have said of this run."""
+        from airflow_provider_skyvern.requests.workflow import WorkflowRunRequest
+        from airflow_provider_skyvern.runs.kinds import WorkflowRun
+
+        carried = request.model_dump(
+            include={
+                "title",
+                "proxy_location",
+                "webhook_url",
+                "totp_identifier",
+                "totp_url",
+                "browser_session_id",
+                "extra_http_headers",
+                "max_screenshot_scrolls",
+                "browser_address",
+            },
+            exclude_none=True,
+        )
+        run = WorkflowRunRequest(
+            workflow_id=workflow_id, parameters=parameters, run_with="code", ai_fallback=True, **carried
+        )
+        return WorkflowRun(run, user_agent=self.user_agent, max_steps_override=request.max_steps)
+
+    def _keeps_title(self) -> bool:
+        return False if self.replay_as_code else super()._keeps_title()
+
+    def _return_value(self, run: RunResponse) -> Any:
+        if not self.replay_as_code:
+            return run.output
+        from airflow_provider_skyvern.runs.prompt_workflow import block_extraction
+
+        return block_extraction(run.output)
+
+    def _extra_xcoms(self, run: RunResponse) -> dict[str, Any]:
+        if not self.replay_as_code:
+            return {}
+        from airflow_provider_skyvern.runs.replay import script_run_xcom
+
+        return {"script_run": script_run_xcom(run)}
 
     def _check_output(self, context: Any, run: RunResponse) -> None:
-        problems = check.output_schema_errors(self._schema_for_output(), run.output)
+        if self.replay_as_code:
+            from airflow_provider_skyvern.runs import replay
+
+            replay.judge(
+                context,
+                run,
+                task_id=self.task_id,
+                run_with="code",
+                on_ai_fallback=self.on_ai_fallback,
+                log=self.log,
+                push=lambda values: self._push(context, values),
+            )
+        problems = check.output_schema_errors(self._schema_for_output(), self._return_value(run))
         if not problems:
             return
         self._push(context, {"output_schema_errors": problems})

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import ValidationError
 
 from airflow_provider_skyvern import DEFAULT_CONN_ID
-from airflow_provider_skyvern.compat import AirflowFailException, conf
+from airflow_provider_skyvern.compat import conf
 from airflow_provider_skyvern.operators import validation as check
 from airflow_provider_skyvern.operators.base import RUN_TEMPLATE_FIELDS, SkyvernRunOperatorBase
 from airflow_provider_skyvern.requests.workflow import WorkflowRunRequest
@@ -201,18 +201,15 @@ class SkyvernRunWorkflowOperator(SkyvernRunOperatorBase):
         """Replay as code: say what ran, count the AI's takeovers in a row, apply ``on_ai_fallback``."""
         from airflow_provider_skyvern.runs import replay
 
-        said = replay.what_it_ran(run, self.run_with)
-        if said is not None:
-            self.log.info("%s", said)
-        streak = replay.previous_streak(context, self.task_id) + 1 if replay.fell_back(run) else 0
-        self._push(context, {replay.STREAK_XCOM_KEY: streak})
-        if not replay.fell_back(run):
-            return
-        message = replay.fallback_message(run, streak)
-        if self.on_ai_fallback == "fail":
-            raise AirflowFailException(f"{message} (on_ai_fallback='fail')")
-        if self.on_ai_fallback == "warn" or streak >= replay.STREAK_WARNING:
-            self.log.warning("%s", message)
+        replay.judge(
+            context,
+            run,
+            task_id=self.task_id,
+            run_with=self.run_with,
+            on_ai_fallback=self.on_ai_fallback,
+            log=self.log,
+            push=lambda values: self._push(context, values),
+        )
 
     def _run_kind(self) -> RunKind:
         from airflow_provider_skyvern.runs.kinds import WorkflowRun

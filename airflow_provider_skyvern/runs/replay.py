@@ -8,6 +8,7 @@ them means the site changed for good: someone should look at the script.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from airflow_provider_skyvern.models import RunResponse
@@ -74,3 +75,31 @@ def fallback_message(run: RunResponse, streak: int) -> str:
             f"the site changed; review the script{where}"
         )
     return f"Skyvern run {run.run_id}: the AI took over from the cached script; if the site changed, review the script{where}"
+
+
+def judge(
+    context: Any,
+    run: RunResponse,
+    *,
+    task_id: str,
+    run_with: str | None,
+    on_ai_fallback: str,
+    log: Any,
+    push: Callable[[dict[str, Any]], None],
+) -> None:
+    """Say what ran, push the AI's takeovers in a row (``ai_fallback_streak``), apply ``on_ai_fallback``:
+    ``fail`` raises, ``warn`` (or a streak) warns."""
+    from airflow_provider_skyvern.compat import AirflowFailException
+
+    said = what_it_ran(run, run_with)
+    if said is not None:
+        log.info("%s", said)
+    streak = previous_streak(context, task_id) + 1 if fell_back(run) else 0
+    push({STREAK_XCOM_KEY: streak})
+    if not fell_back(run):
+        return
+    message = fallback_message(run, streak)
+    if on_ai_fallback == "fail":
+        raise AirflowFailException(f"{message} (on_ai_fallback='fail')")
+    if on_ai_fallback == "warn" or streak >= STREAK_WARNING:
+        log.warning("%s", message)

@@ -245,8 +245,8 @@ def test_only_the_runs_own_ai_fallback_false_fails_a_changed_page(
     assert failed.script_run.ai_fallback_triggered is False
     assert failed.output is not None
     assert failed.output["extracted_information"] == []
-    assert failed.output["extract_report_output"]["status"] == "failed"
-    assert failed.output["extract_report_output"]["failure_reason"].startswith("Input text failed: ")
+    assert failed.output["get_product_output"]["status"] == "failed"
+    assert failed.output["get_product_output"]["failure_reason"].startswith("Input text failed: ")
     assert _scripts(emulator) == [script]
 
 
