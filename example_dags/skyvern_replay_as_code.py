@@ -1,20 +1,23 @@
-"""Daily price extraction that gets cheaper every day: Skyvern replays the code it cached from the first run.
+"""Daily price extraction that gets cheaper every day: learn once, then replay the code Skyvern cached.
 
 Why it looks like this: the same pages are read every day, so only the first run needs the AI to work
-them out. The workflow (built once in Skyvern, with ``run_with: code``) records a script from that agent
-run; every later run replays it (``run_with="code"``), a couple of steps instead of the AI's many. When
-the site changes, the cached script fails on the page and the AI takes over (``ai_fallback=True``): the
-day's data still arrives, at the agent's price, and the log says so. A takeover on one day is normal;
-several in a row mean the site changed for good and someone should review the script: the last task
-fails then, so Airflow's failure alerts reach whoever owns the DAG.
+them out. With ``replay_as_code=True`` the prompt becomes a Skyvern workflow of one task block, made once
+(found again by the fingerprint of the prompt, url, schema and engine in its title); its first run is an
+agent run Skyvern records a script from, and every later day replays that script: a couple of steps
+instead of the AI's many. ``{{ ds }}`` and ``{{ params.category }}`` become workflow parameters; the url's
+(the category) is the cache key, so each category gets its own script. When the site changes, the cached
+script fails on the page and the AI takes over: the day's data still arrives, at the agent's price, and
+the log says so. A takeover on one day is normal; several in a row mean the site changed for good and
+someone should review the script: the last task fails then, so Airflow's failure alerts reach whoever
+owns the DAG.
 
 What each day cost is in XCom ``usage`` (steps, runs, tries, runs replayed as code) and at the end of the
 task log; ``max_steps_total`` caps what all retries of one day may spend. ``script_run`` says which script
 and revision ran, ``ai_fallback_streak`` how many days in a row the AI took over.
 
-Environment (optional): ``SKYVERN_EXAMPLE_REPLAY_WORKFLOW_ID`` (default ``wpid_123456789``, a placeholder:
-your workflow's permanent id); ``SKYVERN_EXAMPLE_POLL_INTERVAL`` (default 10 s). The DAG param
-``run_note`` goes into the run's title (shown in Skyvern's run list), e.g. why a day was re-run.
+Environment (optional): ``SKYVERN_EXAMPLE_SHOP_URL`` (default ``https://shop.example.com``, a placeholder:
+the site to read); ``SKYVERN_EXAMPLE_POLL_INTERVAL`` (default 10 s). The DAG param ``category`` picks the
+page; ``run_note`` goes into the run's title (shown in Skyvern's run list), e.g. why a day was re-run.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from typing import Any
 
 from airflow.sdk import DAG, get_current_context, task
 
-from airflow_provider_skyvern.operators.task import SkyvernRunWorkflowOperator
+from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 
-WORKFLOW_ID = os.environ.get("SKYVERN_EXAMPLE_REPLAY_WORKFLOW_ID", "wpid_123456789")
+SHOP_URL = os.environ.get("SKYVERN_EXAMPLE_SHOP_URL", "https://shop.example.com")
 POLL_INTERVAL = float(os.environ.get("SKYVERN_EXAMPLE_POLL_INTERVAL", "10"))
 FALLBACK_DAYS_ALERT = 2
 """From this many days in a row where the AI took over, the site changed for good: review the script."""
@@ -37,17 +40,24 @@ with DAG(
     schedule="@daily",
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    params={"run_note": ""},
+    params={"category": "laptops", "run_note": ""},
     tags=["skyvern", "example"],
 ):
-    prices = SkyvernRunWorkflowOperator(
+    prices = SkyvernRunTaskOperator(
         task_id="extract_prices",
-        workflow_id=WORKFLOW_ID,
-        parameters={"category": "laptops", "report_date": "{{ ds }}"},
-        title="Daily laptop prices {{ ds }} {{ params.run_note }}",
-        run_with="code",  # replay the cached script; the first run records it
-        ai_fallback=True,  # a changed page: the AI takes over instead of failing the day
+        prompt="Extract the name and price of every product listed, as on {{ ds }}",
+        url=SHOP_URL + "/{{ params.category }}",
+        data_extraction_schema={
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "price": {"type": "number"}},
+            },
+        },
+        title="Daily {{ params.category }} prices {{ ds }} {{ params.run_note }}",
+        replay_as_code=True,  # learn on the first day, replay the cached script after
         on_ai_fallback="warn",
+        max_steps=25,  # one run's cap
         max_steps_total=60,  # all retries of one day together
         deferrable=True,
         poll_interval=POLL_INTERVAL,

@@ -1,6 +1,7 @@
 """``example_dags/skyvern_replay_as_code.py`` over five simulated days with ``dag.test()`` on the emulator:
-day 1 runs as an agent and records a script, days 2, 3 and 5 replay it, on day 4 the page changed and the
-AI took over (issue 20, item 5). The figures of each day are printed: the note of issue 20 quotes them."""
+day 1 makes the prompt's workflow, runs as an agent and records a script, days 2, 3 and 5 replay it, on day 4
+the page changed and the AI took over (issue 20, items 2 and 5); one workflow is made for the fingerprint
+in all. The figures of each day are printed: the note of issue 20 quotes them."""
 
 from __future__ import annotations
 
@@ -24,25 +25,6 @@ pytestmark = [
 EXAMPLE_DAG = Path(__file__).parents[2] / "example_dags" / "skyvern_replay_as_code.py"
 DAG_ID = "skyvern_replay_as_code"
 CHANGED_DAY = 4
-WORKFLOW = {
-    "title": "Daily laptop prices",
-    "run_with": "code",
-    "ai_fallback": True,
-    "workflow_definition": {
-        "parameters": [
-            {"parameter_type": "workflow", "key": "category", "workflow_parameter_type": "string"},
-            {"parameter_type": "workflow", "key": "report_date", "workflow_parameter_type": "string"},
-        ],
-        "blocks": [
-            {
-                "block_type": "extraction",
-                "label": "prices",
-                "url": "https://shop.example.com/{{ category }}",
-                "data_extraction_goal": "Extract name and price of every laptop",
-            }
-        ],
-    },
-}
 
 
 @dataclass(frozen=True)
@@ -54,8 +36,16 @@ class Day:
     run: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Days:
+    days: list[Day]
+    workflows: list[dict[str, Any]]
+    """The workflows made for the prompt, by the mark in their titles."""
+    creates: int
+
+
 @pytest.fixture(scope="module")
-def days(airflow_db: None, dags_folder: Path) -> Iterator[list[Day]]:
+def five_days(airflow_db: None, dags_folder: Path) -> Iterator[Days]:
     try:
         from airflow.dag_processing.dagbag import DagBag
     except ImportError:  # Airflow < 3.2
@@ -65,11 +55,6 @@ def days(airflow_db: None, dags_folder: Path) -> Iterator[list[Day]]:
     from sqlalchemy import select
 
     with EmulatorServer(EmulatorSettings(run_seconds=2.0)) as emulator, pytest.MonkeyPatch.context() as patch:
-        made = emulator.control.post(
-            "/v1/workflows", json={"json_definition": WORKFLOW}, headers={"x-api-key": emulator.api_key}
-        )
-        made.raise_for_status()
-        patch.setenv("SKYVERN_EXAMPLE_REPLAY_WORKFLOW_ID", made.json()["workflow_permanent_id"])
         patch.setenv("SKYVERN_EXAMPLE_POLL_INTERVAL", "1")
         connection = {"conn_type": "skyvern", "host": emulator.base_url, "password": emulator.api_key}
         patch.setenv("AIRFLOW_CONN_SKYVERN_DEFAULT", json.dumps(connection))
@@ -80,7 +65,10 @@ def days(airflow_db: None, dags_folder: Path) -> Iterator[list[Day]]:
         result = []
         for day in range(1, 6):
             # Every day says its note: in one process dag.test() keeps the last run_conf in the DAG's params.
-            conf = {"run_note": "[emulator page_changed=1]" if day == CHANGED_DAY else ""}
+            conf = {
+                "category": "laptops",
+                "run_note": "[emulator page_changed=1]" if day == CHANGED_DAY else "",
+            }
             dag_run = dag.test(logical_date=datetime(2026, 12, day, tzinfo=timezone.utc), run_conf=conf)
             with create_session() as session:
                 rows = session.scalars(
@@ -96,7 +84,15 @@ def days(airflow_db: None, dags_folder: Path) -> Iterator[list[Day]]:
             ).json()
             states = {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
             result.append(Day(day, str(dag_run.state), states, xcoms, run))
-        yield result
+        workflows = emulator.control.get(
+            "/v1/workflows", params={"search_key": "airflow-replay"}, headers={"x-api-key": emulator.api_key}
+        ).json()
+        creates = [
+            r
+            for r in emulator.control.get("/_emulator/requests").json()["requests"]
+            if (r["method"], r["path"]) == ("POST", "/v1/workflows")
+        ]
+        yield Days(result, workflows, len(creates))
         scripts = emulator.control.get("/_emulator/scripts").json()
         print(f"\nscripts the emulator recorded: {scripts}")
 
@@ -106,7 +102,8 @@ def _seconds(run: dict[str, Any]) -> float:
     return (finished - started).total_seconds()
 
 
-def test_five_days_agent_then_code_with_one_changed_page(days: list[Day]) -> None:
+def test_five_days_agent_then_code_with_one_changed_page(five_days: Days) -> None:
+    days = five_days.days
     print("\nday | run | steps | run s | script_run | usage | streak")
     for day in days:
         print(
@@ -137,3 +134,19 @@ def test_five_days_agent_then_code_with_one_changed_page(days: list[Day]) -> Non
     assert changed.xcoms["usage"]["replayed_as_code"] == 0
     assert changed.xcoms["ai_fallback_streak"] == 1
     assert changed.task_states["alert_on_fallback_streak"] == "success"  # one day is not a streak
+
+
+def test_one_workflow_is_made_for_the_prompt_and_every_day_runs_it(five_days: Days) -> None:
+    (workflow,) = five_days.workflows
+    print(
+        f"\nworkflow {workflow['workflow_permanent_id']} {workflow['title']!r}: {five_days.creates} create(s)"
+    )
+    assert five_days.creates == 1  # day 1 made it; days 2-5 found it by the fingerprint in its title
+    assert {day.run["run_request"]["workflow_id"] for day in five_days.days} == {
+        workflow["workflow_permanent_id"]
+    }
+    assert [day.run["run_request"]["parameters"] for day in five_days.days] == [
+        {"ds": f"2026-12-0{day.day}", "params_category": "laptops"} for day in five_days.days
+    ]
+    for day in five_days.days:  # what the block extracted, by the task's schema
+        assert isinstance(day.xcoms["return_value"], list)
