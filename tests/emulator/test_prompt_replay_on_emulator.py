@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
 
+from airflow_provider_skyvern.compat import AirflowFailException
 from airflow_provider_skyvern.emulator.server import EmulatorServer
+from airflow_provider_skyvern.exceptions import SkyvernError
 from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 from airflow_provider_skyvern.runs import prompt_workflow
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
@@ -188,3 +190,30 @@ def test_a_retry_adopts_the_run_of_the_same_day(emulator: EmulatorServer) -> Non
 
     assert deferred_again.value.trigger.run_id == first  # type: ignore[attr-defined]
     assert len(_requests(emulator, "POST", "/v1/run/agents")) == 1
+
+
+def test_a_create_still_in_progress_elsewhere_fails_the_try_before_any_run(emulator: EmulatorServer) -> None:
+    emulator.control.post(
+        "/_emulator/faults",
+        json=[{"method": "POST", "path": "/v1/workflows", "status": 409, "times": 1}],
+    ).raise_for_status()
+
+    with pytest.raises(SkyvernError, match=r"^Finding or making this prompt's replay workflow failed: .*409"):
+        _day("2026-12-01")
+    assert _requests(emulator, "POST", "/v1/run/agents") == []  # no run while the workflow is unknown
+    assert len(_requests(emulator, "GET", "/v1/workflows")) == 2  # looked again after the 409
+
+    _day("2026-12-01")  # the retry
+    assert len(_workflows(emulator)) == 1
+    assert len(_requests(emulator, "POST", "/v1/run/agents")) == 1
+
+
+def test_skyvern_refusing_the_workflow_fails_without_retry(emulator: EmulatorServer) -> None:
+    emulator.control.post(
+        "/_emulator/faults",
+        json=[{"method": "POST", "path": "/v1/workflows", "status": 422, "times": 1}],
+    ).raise_for_status()
+
+    with pytest.raises(AirflowFailException, match=r"^Skyvern refused this prompt's replay workflow: .*422"):
+        _day("2026-12-01")
+    assert _requests(emulator, "POST", "/v1/run/agents") == []
