@@ -12,9 +12,10 @@ from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 from airflow_provider_skyvern.runs.prompt_workflow import NotReplayable, plan
 
 PROMPT = "Extract the price of {{ params.product }} on {{ ds }}"
+URL = "https://shop.example"
 
 
-def _plan(prompt: str = PROMPT, url: str | None = "https://shop.example/{{ params.shop }}", **kwargs: Any):  # type: ignore[no-untyped-def]
+def _plan(prompt: str = PROMPT, url: str = "https://shop.example/{{ params.shop }}", **kwargs: Any):  # type: ignore[no-untyped-def]
     kwargs.setdefault("schema", None)
     kwargs.setdefault("engine", "skyvern-2.0")
     kwargs.setdefault("block_options", {})
@@ -77,9 +78,17 @@ def test_the_operator_refuses_at_parse_time_what_cannot_replay() -> None:
             task_id="x", prompt="{% for p in params.p %}{{ p }}{% endfor %}", replay_as_code=True
         )
     with pytest.raises(ValueError, match=r"task_id='x'\) run_with: leave it unset with replay_as_code=True"):
-        SkyvernRunTaskOperator(task_id="x", prompt="Extract", run_with="code", replay_as_code=True)
+        SkyvernRunTaskOperator(task_id="x", prompt="Extract", url=URL, run_with="code", replay_as_code=True)
+    with pytest.raises(
+        ValueError, match=r"task_id='x'\) url: replay_as_code=True needs the page to start from"
+    ):
+        SkyvernRunTaskOperator(
+            task_id="x", prompt="Go to shop.example and extract prices", replay_as_code=True
+        )
     with pytest.raises(ValueError, match=r"on_ai_fallback"):
-        SkyvernRunTaskOperator(task_id="x", prompt="Extract", replay_as_code=True, on_ai_fallback="sometimes")
+        SkyvernRunTaskOperator(
+            task_id="x", prompt="Extract", url=URL, replay_as_code=True, on_ai_fallback="sometimes"
+        )
     with DAG("replay_parse"):
 
         @task
@@ -89,4 +98,4 @@ def test_the_operator_refuses_at_parse_time_what_cannot_replay() -> None:
         with pytest.raises(
             ValueError, match=r"prompt: .* must be a string \(a Jinja template is fine\), got"
         ):
-            SkyvernRunTaskOperator(task_id="y", prompt=prompt(), replay_as_code=True)
+            SkyvernRunTaskOperator(task_id="y", prompt=prompt(), url=URL, replay_as_code=True)

@@ -253,7 +253,8 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
 
         request = self._build_request()  # a bad rendered value is said before anything is made
         prompt, url = self._replay_templates
-        assert isinstance(prompt, str)  # checked when the operator was made
+        assert isinstance(prompt, str)  # both checked when the operator was made
+        assert isinstance(url, str)
         try:
             workflow = prompt_workflow.plan(
                 prompt,

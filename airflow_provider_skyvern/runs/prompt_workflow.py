@@ -77,7 +77,10 @@ class PromptWorkflow:
 def check_template(field: str, value: Any) -> None:
     """What parse time can say: text (templates welcome), and no ``{% %}`` statement."""
     if value is None and field == "url":
-        return
+        raise NotReplayable(
+            "url: replay_as_code=True needs the page to start from: the workflow's task block opens it (a "
+            "task run without one has Skyvern's AI pick it from the prompt, which a cached script cannot)"
+        )
     if not isinstance(value, str):
         raise NotReplayable(
             f"{field}: replay_as_code=True makes a Skyvern workflow from the {field}'s text, so it must be a "
@@ -92,7 +95,7 @@ def check_template(field: str, value: Any) -> None:
 
 def plan(
     prompt: str,
-    url: str | None,
+    url: str,
     *,
     schema: Any,
     engine: str | None,
@@ -113,8 +116,8 @@ def plan(
         return "{{ " + keys[expression] + " }}"
 
     block_prompt = EXPRESSION.sub(to_parameter, prompt)
-    block_url = EXPRESSION.sub(to_parameter, url) if url else None
-    url_keys = [keys[e] for e in _expressions(url)] if url else []
+    block_url = EXPRESSION.sub(to_parameter, url)
+    url_keys = [keys[e] for e in _expressions(url)]
     block: dict[str, Any] = {
         "block_type": "task",
         "label": BLOCK_LABEL,
