@@ -203,6 +203,7 @@ class UsageSchedule:
     kind: str
     deferrable: bool
     die_at: int | None = None
+    retries: int = 1
 
     def run(
         self, emulator: EmulatorServer, clock: EmulatedTime
@@ -225,7 +226,7 @@ class UsageSchedule:
             delays.append(time_machine.travel(time.time() + RETRY_DELAY, tick=True))
             delays[-1].start()
 
-        model = TaskInstanceModel(make, boundaries, on_retry=retry_delay)
+        model = TaskInstanceModel(make, boundaries, retries=self.retries, on_retry=retry_delay)
         RUNNING[:] = [model]
         try:
             with http_boundaries(boundaries, emulator.base_url):

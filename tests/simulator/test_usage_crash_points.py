@@ -6,7 +6,9 @@ adopts it: each retry starts a new one); the process dies once at each step boun
 The invariant (:func:`.schedules.usage_violations`): every run the emulator saw created is counted in the
 task instance's usage record once a later try has run, whichever write the death came between (the
 submission record's and the usage record's), unless the task said it could not tell whether a run was
-created. The exactly-once invariants (:func:`.schedules.violations`) hold as well, unless the death came in
+created. Two tries (one retry) by default; ``SKYVERN_SIMULATOR=long`` gives three, and runs both modes of
+every kind (by default each kind in one mode: the windows are the worker's, around the POST). The
+exactly-once invariants (:func:`.schedules.violations`) hold as well, unless the death came in
 the last try (nothing follows it to wait for or cancel its run: Airflow runs no ``on_kill`` on a SIGKILL).
 """
 
@@ -15,9 +17,22 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_skyvern.emulator.server import EmulatorServer
-from tests.simulator.schedules import FAILING_KINDS, EmulatedTime, UsageSchedule, usage_violations, violations
+from tests.simulator.schedules import (
+    FAILING_KINDS,
+    LONG,
+    EmulatedTime,
+    UsageSchedule,
+    usage_violations,
+    violations,
+)
 
-USAGE_CONFIGS = [(kind, deferrable) for kind in FAILING_KINDS for deferrable in (True, False)]
+USAGE_CONFIGS = [
+    (kind, deferrable)
+    for number, kind in enumerate(FAILING_KINDS)
+    for deferrable in (True, False)
+    if LONG or deferrable == bool(number % 2)
+]
+RETRIES = 2 if LONG else 1
 
 
 @pytest.mark.parametrize(
@@ -32,16 +47,17 @@ def test_no_crash_point_loses_a_run_from_what_the_task_instance_spent(
     emulated_time: EmulatedTime,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    clean, passed, runs, _, usage = UsageSchedule(kind, deferrable).run(emulator, emulated_time)
-    assert (clean.state, clean.tries) == ("failed", 3), clean.errors
-    assert [run["status"] for run in runs] == ["failed"] * 3
+    clean, passed, runs, _, usage = UsageSchedule(kind, deferrable, retries=RETRIES).run(
+        emulator, emulated_time
+    )
+    assert (clean.state, clean.tries) == ("failed", RETRIES + 1), clean.errors
+    assert [run["status"] for run in runs] == ["failed"] * (RETRIES + 1)
     assert usage_violations(clean, runs, [], usage) == []
     found: list[str] = []
     for index, boundary in enumerate(passed):
         emulator.control.post("/_emulator/reset").raise_for_status()
-        outcome, _, runs, before_last_try, usage = UsageSchedule(kind, deferrable, die_at=index).run(
-            emulator, emulated_time
-        )
+        schedule = UsageSchedule(kind, deferrable, die_at=index, retries=RETRIES)
+        outcome, _, runs, before_last_try, usage = schedule.run(emulator, emulated_time)
         problems = usage_violations(outcome, runs, before_last_try, usage)
         if not outcome.errors[-1].startswith("died at"):  # no try follows a death in the last one
             problems += violations(outcome, runs)
