@@ -205,6 +205,21 @@ def test_the_usage_xcom_counts_the_run_of_a_try_that_died_as_it_started(
     assert store.values[USAGE_KEY]["runs"][first["run_id"]]["try_number"] == 1
 
 
+def test_the_run_of_a_try_that_died_counts_when_the_dag_was_edited_before_the_retry(
+    emulator: EmulatorServer, virtual_time: Any
+) -> None:
+    """The retry asks something else (the DAG changed), so the earlier run is not its to adopt; it is this
+    task instance's (same clear generation), and what it spent counts."""
+    store = DyingStore(STATE_KEY, after=True)
+    with pytest.raises(WorkerLost):
+        _operator("outcome=failed steps=45").execute(make_context(store, _try(1)))
+    (run,) = emulator.control.get("/_emulator/runs").json()["runs"]
+    virtual_time.advance(300)
+    with pytest.raises(AirflowFailException, match=rf"already spent 45 steps \({run['run_id']}: 45\)"):
+        _operator("outcome=failed steps=40", max_steps_total=50).execute(make_context(store, _try(2)))
+    assert _posts(emulator) == 1
+
+
 def test_a_clear_counts_afresh(emulator: EmulatorServer) -> None:
     store = FakeStateStore()
     with pytest.raises(SkyvernRunFailedError):
