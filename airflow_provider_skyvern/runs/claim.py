@@ -489,8 +489,13 @@ class RunClaim:
 
     def _remember(self, run_id: str) -> None:
         """The usage record learns of the run first: a try that dies between the two writes leaves a run the
-        usage record counts and the run record says may have been created (a later try looks for it)."""
-        self.usage.started(run_id)
+        usage record counts and the run record says may have been created (a later try looks for it). The run
+        record is what keeps a retry from paying twice, so a failed cost write never stands in its way (a
+        later try that finds the run there and does not adopt it counts it then)."""
+        try:
+            self.usage.started(run_id)
+        except Exception as exc:
+            self.log.warning("Could not count Skyvern run %s in this task's usage: %s", run_id, exc)
         self.submission = self.submission.model_copy(update={"run_id": run_id, "phase": "submitted"})
         self.ledger.write(self.submission)
 

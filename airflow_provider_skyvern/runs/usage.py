@@ -95,9 +95,11 @@ class UsageLedger:
         return record if record is not None and record.tag == self._tag else UsageRecord(tag=self._tag)
 
     def started(self, run_id: str) -> UsageRecord:
+        """A run this try started or took over; one already counted is left as it is (nothing is written)."""
         record = self.read()
-        if run_id not in record.runs:
-            record.runs[run_id] = RunCost(try_number=self._try_number)
+        if run_id in record.runs:
+            return record
+        record.runs[run_id] = RunCost(try_number=self._try_number)
         return self._write(record)
 
     def found(self, run: RunResponse, try_number: int | None) -> UsageRecord:
