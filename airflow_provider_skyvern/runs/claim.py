@@ -29,6 +29,7 @@ from airflow_provider_skyvern.runs.ledger import (
     run_tag,
 )
 from airflow_provider_skyvern.runs.moments import utc_text
+from airflow_provider_skyvern.runs.usage import UsageLedger
 
 READ_BEFORE_CANCEL_SECONDS = 10.0
 KILL_WAIT_SECONDS = 3.0
@@ -136,6 +137,11 @@ class RunClaim:
         self._context = context
         ti = context["ti"]
         tag = run_tag(context)
+        self.usage = UsageLedger(context, tag)
+        """What this task instance's runs cost: told of every run this claim learns of before the run record
+        can lose it (``runs/usage.py``)."""
+        try_number = getattr(ti, "try_number", None)
+        self._try_number = try_number if isinstance(try_number, int) else None
         self.submission: Submission = kind.submission(tag)
         if reattach:
             self.kind = kind.tagged(f"{ti.dag_id}.{ti.task_id}", tag)
@@ -202,6 +208,11 @@ class RunClaim:
         if run is None:
             self.ledger.clear()
             return None
+        adopted = mine and (
+            record.phase in ("handed_on", "ended") or not run.is_terminal or run.status is RunStatus.completed
+        )
+        if not adopted and record.tag == self.submission.tag:  # its cost, before the record is cleared
+            self.usage.found(run, record.try_number)
         if not mine:
             why = (
                 "a cleared earlier run of this task"
@@ -215,7 +226,7 @@ class RunClaim:
                 cancel_run(self.hook, run.run_id, self.log, run)
             self.ledger.clear()
             return None
-        if record.phase in ("handed_on", "ended") or not run.is_terminal or run.status is RunStatus.completed:
+        if adopted:
             self.log.info(
                 "Reattaching to Skyvern run %s (%s) started by an earlier try", run.run_id, run.status.value
             )
@@ -355,7 +366,12 @@ class RunClaim:
         its answer and cancel the run it created (:meth:`abandon`).
         """
         self.submission = self.submission.model_copy(
-            update={"since": time.time(), "run_id": None, "phase": "submitting"}
+            update={
+                "since": time.time(),
+                "run_id": None,
+                "phase": "submitting",
+                "try_number": self._try_number,
+            }
         )
         self.ledger.write(self.submission)
         run: RunResponse
@@ -472,6 +488,14 @@ class RunClaim:
         return found
 
     def _remember(self, run_id: str) -> None:
+        """The usage record learns of the run first: a try that dies between the two writes leaves a run the
+        usage record counts and the run record says may have been created (a later try looks for it). The run
+        record is what keeps a retry from paying twice, so a failed cost write never stands in its way (a
+        later try that finds the run there and does not adopt it counts it then)."""
+        try:
+            self.usage.started(run_id)
+        except Exception as exc:
+            self.log.warning("Could not count Skyvern run %s in this task's usage: %s", run_id, exc)
         self.submission = self.submission.model_copy(update={"run_id": run_id, "phase": "submitted"})
         self.ledger.write(self.submission)
 

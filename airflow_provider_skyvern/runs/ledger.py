@@ -208,6 +208,8 @@ class Submission(BaseModel):
     tag_kept_in: TagKeptIn | None = None
     since: float
     """Unix time just before the POST was sent."""
+    try_number: int | None = None
+    """The try that sent it (None in records written before 0.1.0 kept it): whom its run's cost is told of."""
     run_id: str | None = None
     search_key: str | None = None
     """What ``GET /v1/runs?search_key=`` narrows the candidates by when the title keeps no tag: a workflow

@@ -4,6 +4,12 @@ Skyvern bills about one credit per browser action, so a task instance's cost is 
 tries started (a retry after a failed run pays again). Each try records its run when it starts and its steps
 when it ends; a clear starts counting afresh (a new clear generation, as for the run record). Without a
 state store (Airflow < 3.3) only the run of the try at hand is known.
+
+No run is lost between the two records (:mod:`.claim` writes both): a try records its run here *before* the
+run record says "submitted", and a later try that finds an earlier try's run in the run record (by its id, or
+by looking for what a submission whose answer was lost created) and does not adopt it records it here
+(:meth:`UsageLedger.found`) before that record is cleared. A run nothing can find (login and download_files
+whose POST's answer was lost) stays uncounted: the task then fails saying it could not tell.
 """
 
 from __future__ import annotations
@@ -89,9 +95,19 @@ class UsageLedger:
         return record if record is not None and record.tag == self._tag else UsageRecord(tag=self._tag)
 
     def started(self, run_id: str) -> UsageRecord:
+        """A run this try started or took over; one already counted is left as it is (nothing is written)."""
         record = self.read()
-        if run_id not in record.runs:
-            record.runs[run_id] = RunCost(try_number=self._try_number)
+        if run_id in record.runs:
+            return record
+        record.runs[run_id] = RunCost(try_number=self._try_number)
+        return self._write(record)
+
+    def found(self, run: RunResponse, try_number: int | None) -> UsageRecord:
+        """A run an earlier try (``try_number``, when known) started, which this try found and does not wait
+        for (it ended badly, or it is being canceled): counted, with its steps once it ended."""
+        record = self.read()
+        cost = record.runs.get(run.run_id) or RunCost(try_number=try_number)
+        record.runs[run.run_id] = _seen(cost, run) if run.is_terminal else cost
         return self._write(record)
 
     def ended(self, run: RunResponse) -> UsageRecord:

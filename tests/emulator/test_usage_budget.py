@@ -10,6 +10,8 @@ from airflow.providers.common.compat.sdk import TaskDeferred
 from airflow_provider_skyvern.compat import AirflowFailException
 from airflow_provider_skyvern.emulator.server import EmulatorServer
 from airflow_provider_skyvern.operators.task import SkyvernRunFailedError, SkyvernRunTaskOperator
+from airflow_provider_skyvern.runs.ledger import STATE_KEY
+from airflow_provider_skyvern.runs.usage import USAGE_KEY
 from tests.conftest import set_connection
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 
@@ -34,6 +36,35 @@ def _operator(plan: str, **kwargs: Any) -> SkyvernRunTaskOperator:
 
 def _try(number: int, retries: int = 3) -> FakeTaskInstance:
     return FakeTaskInstance(try_number=number, max_tries=retries)
+
+
+class WorkerLost(BaseException):
+    """The try's process died (SIGKILL, a lost worker): nothing after this point runs."""
+
+
+class DyingStore(FakeStateStore):
+    """The task state store of a try whose process dies just before or just after one write: the first write
+    of ``key`` with a value that ``names_run`` (the write that first records a run); later tries use the store
+    as it was left."""
+
+    def __init__(self, key: str, *, after: bool) -> None:
+        super().__init__()
+        self.key, self.after, self.armed = key, after, True
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        hit = self.armed and key == self.key and names_run(value)
+        if hit and not self.after:
+            self.armed = False
+            raise WorkerLost(f"before writing {key}")
+        super().set(key, value)
+        if hit:
+            self.armed = False
+            raise WorkerLost(f"after writing {key}")
+
+
+def names_run(value: Any) -> bool:
+    """A submission record holding a run id, or a usage record holding a run."""
+    return bool(value.get("run_id") or value.get("runs"))
 
 
 def _posts(emulator: EmulatorServer) -> int:
@@ -120,6 +151,72 @@ def test_a_run_whose_try_died_before_it_ended_is_counted_by_reading_it(
     virtual_time.advance(60)  # the run ends, failed, with nobody waiting
     with pytest.raises(AirflowFailException, match=rf"already spent 45 steps \({run['run_id']}: 45\)"):
         _operator("outcome=failed steps=45", max_steps_total=50).execute(make_context(store, _try(2)))
+    assert _posts(emulator) == 1
+
+
+DEATHS = {
+    "after the submission records the run": (STATE_KEY, True),
+    "before the submission records the run (as if its answer was lost)": (STATE_KEY, False),
+    "before the usage records the run": (USAGE_KEY, False),
+    "after the usage records the run": (USAGE_KEY, True),
+}
+"""Where try 1 dies once its POST created a run, by the task state store's writes: whichever order the
+submission record and the usage record learn of the run in, a death between them must not lose it."""
+
+
+@pytest.mark.parametrize("death", list(DEATHS))
+def test_a_run_whose_try_died_as_it_started_is_counted_though_no_try_adopts_it(
+    emulator: EmulatorServer, virtual_time: Any, death: str
+) -> None:
+    """Try 1 POSTs and its worker is lost as the run's id is being recorded; the run goes on and fails, so
+    try 2 does not adopt it: the 45 steps it spent still count toward max_steps_total."""
+    key, after = DEATHS[death]
+    store = DyingStore(key, after=after)
+    with pytest.raises(WorkerLost):
+        _operator("outcome=failed steps=45", max_steps_total=50).execute(make_context(store, _try(1)))
+    (run,) = emulator.control.get("/_emulator/runs").json()["runs"]
+    virtual_time.advance(300)  # retry_delay: the run ended, failed, with nobody waiting
+
+    with pytest.raises(AirflowFailException) as raised:
+        _operator("outcome=failed steps=45", max_steps_total=50).execute(make_context(store, _try(2)))
+    assert str(raised.value).startswith(
+        f"max_steps_total=50: this task instance's runs already spent 45 steps ({run['run_id']}: 45), and "
+        "another run may take 45"
+    )
+    assert _posts(emulator) == 1
+    assert list(store.values[USAGE_KEY]["runs"]) == [run["run_id"]]
+
+
+@pytest.mark.parametrize("death", list(DEATHS))
+def test_the_usage_xcom_counts_the_run_of_a_try_that_died_as_it_started(
+    emulator: EmulatorServer, virtual_time: Any, death: str
+) -> None:
+    key, after = DEATHS[death]
+    store = DyingStore(key, after=after)
+    with pytest.raises(WorkerLost):
+        _operator("outcome=failed steps=45").execute(make_context(store, _try(1)))
+    virtual_time.advance(300)
+
+    second = make_context(store, _try(2))
+    _operator("steps=12", max_steps_total=100).execute(second)
+    first, then = emulator.control.get("/_emulator/runs").json()["runs"]
+    assert (first["status"], then["status"]) == ("failed", "completed")
+    assert second["ti"].xcoms["usage"] == {"steps": 57, "runs": 2, "tries": 2, "replayed_as_code": 0}
+    assert store.values[USAGE_KEY]["runs"][first["run_id"]]["try_number"] == 1
+
+
+def test_the_run_of_a_try_that_died_counts_when_the_dag_was_edited_before_the_retry(
+    emulator: EmulatorServer, virtual_time: Any
+) -> None:
+    """The retry asks something else (the DAG changed), so the earlier run is not its to adopt; it is this
+    task instance's (same clear generation), and what it spent counts."""
+    store = DyingStore(STATE_KEY, after=True)
+    with pytest.raises(WorkerLost):
+        _operator("outcome=failed steps=45").execute(make_context(store, _try(1)))
+    (run,) = emulator.control.get("/_emulator/runs").json()["runs"]
+    virtual_time.advance(300)
+    with pytest.raises(AirflowFailException, match=rf"already spent 45 steps \({run['run_id']}: 45\)"):
+        _operator("outcome=failed steps=40", max_steps_total=50).execute(make_context(store, _try(2)))
     assert _posts(emulator) == 1
 
 

@@ -1,6 +1,8 @@
 """What every simulator test shares: the run kinds (task skyvern-2.0 and skyvern-1.0, workflow, login,
-download_files) and their configurations, one schedule of one task instance, the invariants; and the same for
-a browser session's setup task and its teardown (:class:`SessionSchedule`, :func:`session_violations`)."""
+download_files) and their configurations, one schedule of one task instance, the invariants; the same with
+runs that fail and a retry delay they end in, for what a task instance spent (:class:`UsageSchedule`,
+:func:`usage_violations`); and for a browser session's setup task and its teardown (:class:`SessionSchedule`,
+:func:`session_violations`)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from airflow_provider_skyvern.operators.download_files import SkyvernDownloadFil
 from airflow_provider_skyvern.operators.login import SkyvernLoginOperator
 from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 from airflow_provider_skyvern.operators.workflow import SkyvernRunWorkflowOperator
+from airflow_provider_skyvern.runs.usage import USAGE_KEY
 from tests.operator_support import FakeTaskInstance, make_context
 from tests.simulator.airflow_model import Boundaries, Outcome, TaskInstanceModel, http_boundaries
 
@@ -153,6 +156,109 @@ def violations(
         found.append(
             f"invariant 4: the task handed on {outcome.return_value!r:.80}, no completed run's output"
         )
+    return found
+
+
+# ---- what a task instance spent ---------------------------------------------------------------------------
+
+FAILING = "[emulator outcome=failed steps=7]"
+"""Every run fails after 7 steps: each retry starts a new run, and none adopts a run that ended."""
+FAILING_KINDS: dict[str, Callable[..., Any]] = {
+    "task skyvern-2.0": lambda **kw: SkyvernRunTaskOperator(
+        task_id="extract",
+        prompt=f"Extract the top 3 products {FAILING}",
+        url="https://shop.test/",
+        engine="skyvern_v2",
+        **kw,
+    ),
+    "task skyvern-1.0": lambda **kw: SkyvernRunTaskOperator(
+        task_id="extract",
+        prompt=f"Extract the top 3 products {FAILING}",
+        url="https://shop.test/",
+        engine="skyvern_v1",
+        **kw,
+    ),
+    "workflow": lambda **kw: SkyvernRunWorkflowOperator(
+        task_id="report", workflow_id="wpid_42", parameters={"report_date": FAILING}, **kw
+    ),
+    "login": lambda **kw: SkyvernLoginOperator(
+        task_id="log_in",
+        url="https://shop.test/login",
+        prompt=f"Log in {FAILING}",
+        credential_type="skyvern",
+        credential_id="cred_123",
+        **kw,
+    ),
+}
+RETRY_DELAY = 300.0
+"""Airflow's default ``retry_delay``: an earlier try's run has ended (failed) when the next try looks."""
+
+
+@dataclass
+class UsageSchedule:
+    """A task instance (with the state store) whose every run fails: Airflow retries it after ``retry_delay``
+    to its last try; its process dies at ``die_at``. Also gives the runs that existed when the last try
+    began: every one of them was started by an earlier try, so the last try has run after it."""
+
+    kind: str
+    deferrable: bool
+    die_at: int | None = None
+    retries: int = 1
+
+    def run(
+        self, emulator: EmulatorServer, clock: EmulatedTime
+    ) -> tuple[Outcome, list[str], list[dict[str, Any]], list[str], dict[str, Any] | None]:
+        import time
+
+        import time_machine
+
+        boundaries = Boundaries(die_at=self.die_at)
+        before_last_try: list[str] = []
+        delays: list[Any] = []
+
+        def make() -> Any:
+            return FAILING_KINDS[self.kind](deferrable=self.deferrable, poll_interval=2)
+
+        def retry_delay() -> None:
+            with emulator.state.lock:  # read in process: a request here would cross a step boundary
+                before_last_try[:] = list(emulator.state.runs)
+            clock.now += RETRY_DELAY  # the server's clock and the worker's move on together
+            delays.append(time_machine.travel(time.time() + RETRY_DELAY, tick=True))
+            delays[-1].start()
+
+        model = TaskInstanceModel(make, boundaries, retries=self.retries, on_retry=retry_delay)
+        RUNNING[:] = [model]
+        try:
+            with http_boundaries(boundaries, emulator.base_url):
+                outcome = model.run()
+        finally:
+            for delay in reversed(delays):
+                delay.stop()
+        runs = list(emulator.control.get("/_emulator/runs").json()["runs"])
+        usage = model.store.get(USAGE_KEY) if model.store is not None else None
+        return outcome, boundaries.passed, runs, before_last_try, usage
+
+
+def usage_violations(
+    outcome: Outcome, runs: list[dict[str, Any]], before_last_try: list[str], usage: dict[str, Any] | None
+) -> list[str]:
+    """Every run a task instance started is counted in its usage record (the store's, as Airflow keeps it)
+    once a later try has run, and all of them once its last try ended without dying; unless the task said it
+    could not tell whether a run was created (then nothing knows the run). A counted run's steps, once known,
+    are the steps it took."""
+    counted = (usage or {}).get("runs", {})
+    told = outcome.state == "failed" and any(
+        phrase in error.lower() for error in outcome.errors for phrase in TOLD
+    )
+    last_try_died = bool(outcome.errors) and outcome.errors[-1].startswith("died at")
+    found = []
+    for run in runs:
+        looked_for = run["run_id"] in before_last_try or not last_try_died
+        if run["run_id"] not in counted and looked_for and not told:
+            found.append(f"run {run['run_id']} ({run['status']}, {run['step_count']} steps) is not counted")
+        steps = counted.get(run["run_id"], {}).get("steps")
+        if steps is not None and run["status"] in BAD_ENDS | {"completed"} and steps != run["step_count"]:
+            found.append(f"run {run['run_id']} took {run['step_count']} steps, counted as {steps}")
     return found
 
 
