@@ -251,6 +251,9 @@ class SavedWorkflow(_Response):
     title: str
     version: int | None = None
     created_at: UtcDatetime | None = None
+    """The latest version's (a list answers each workflow's latest version)."""
+    original_created_at: UtcDatetime | None = None
+    """The first version's, in a list's answer."""
     deleted_at: UtcDatetime | None = None
     run_with: str | None = None
     cache_key: str | None = None

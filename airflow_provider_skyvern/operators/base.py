@@ -209,7 +209,11 @@ class SkyvernRunOperatorBase(SkyvernLineageMixin, BaseOperator):
             self._prepare(context)
             kind = self._run_kind()
         except check.InvalidParameter as exc:
+            self._leave_no_run_behind(context)
             raise AirflowFailException(f"{type(self).__name__}: {exc} (after rendering templates)") from None
+        except Exception:
+            self._leave_no_run_behind(context)
+            raise
         if self.artifacts_destination is not None:  # a store that cannot be opened fails before a paid run
             from airflow_provider_skyvern.artifacts.storage import DestinationUnavailable, check_destination
 
@@ -394,6 +398,25 @@ class SkyvernRunOperatorBase(SkyvernLineageMixin, BaseOperator):
         self._push(context, {"usage": record.totals()})
         if run is not None:
             self.log.info("%s", cost_line(run, record, across_tries=usage.kept_across_tries))
+
+    def _leave_no_run_behind(self, context: Any) -> None:
+        """This try fails before it could look for the run an earlier try started and recorded: on the last
+        try nobody would wait for that run any more, so it is canceled (``cancel_on_kill``; a run handed on
+        to another task, or already ended, is not)."""
+        from airflow_provider_skyvern.runs.claim import is_final_try
+        from airflow_provider_skyvern.runs.ledger import SubmissionLedger
+
+        if not self.cancel_on_kill or not is_final_try(context):
+            return
+        record = SubmissionLedger(context).read()
+        if record is None or record.run_id is None or record.phase != "submitted":
+            return
+        self.log.warning(
+            "This was the task's last try and it failed before it could take over Skyvern run %s, which an "
+            "earlier try started: nobody will wait for it",
+            record.run_id,
+        )
+        self._cancel(record.run_id)
 
     def _unknown_for_good(self, exc: RunStateUnknown, why: str) -> AirflowFailException:
         """No later try would look again (``why``): a run known by id but unreadable is canceled

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from airflow_provider_skyvern.models import RunResponse
     from airflow_provider_skyvern.operators.workflow import SkyvernRunWorkflowOperator
     from airflow_provider_skyvern.runs.kinds import RunKind
+    from airflow_provider_skyvern.runs.prompt_workflow import Template
 
 __all__ = ["SkyvernRunFailedError", "SkyvernRunTaskOperator", "SkyvernRunWorkflowOperator"]
 
@@ -192,10 +193,15 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
         self.output_validation = output_validation
         self.replay_as_code = replay_as_code
         self.on_ai_fallback = on_ai_fallback
-        self._replay_templates = (prompt, url)
-        """The prompt and url as written (Airflow renders the attributes before ``execute``): the workflow's."""
+        self._replay_templates: tuple[Template, Template] | None = None
+        """The prompt and url as written (Airflow renders the attributes before ``execute``): the workflow's;
+        taken again as Airflow renders them (:meth:`_do_render_template_fields`)."""
+        self._replay_env: Any = None
         self._replay_target: tuple[str, dict[str, str]] | None = None
         if replay_as_code:
+            from airflow_provider_skyvern.runs.prompt_workflow import Template
+
+            self._replay_templates = (Template("prompt", prompt), Template("url", url))
             self._check_replayable()
         if isinstance(data_extraction_schema, type):  # a pydantic model class cannot be templated
             try:
@@ -214,19 +220,39 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
         _task_request(values, only_known=True)
 
     def _check_replayable(self) -> None:
-        from airflow_provider_skyvern.runs.prompt_workflow import NotReplayable, check_template
-
         try:
-            for name, value in zip(("prompt", "url"), self._replay_templates, strict=True):
-                check_template(name, value)
-        except NotReplayable as exc:
+            _check_replay_arguments({name: getattr(self, name) for name in _REPLAY_CHECKED})
+        except check.InvalidParameter as exc:
             raise ValueError(f"{type(self).__name__}(task_id={self.task_id!r}) {exc}") from None
-        for name in ("run_with", "publish_workflow"):
-            if getattr(self, name) is not None:
-                raise ValueError(
-                    f"{type(self).__name__}(task_id={self.task_id!r}) {name}: leave it unset with "
-                    "replay_as_code=True, which runs its own workflow with run_with='code'"
-                )
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """With ``replay_as_code``, what the partial values already say is checked as for the operator."""
+        if kwargs.get("replay_as_code"):
+            try:
+                _check_replay_arguments({name: kwargs[name] for name in _REPLAY_CHECKED if name in kwargs})
+            except check.InvalidParameter as exc:
+                raise ValueError(f"{cls.__name__}.partial(task_id={kwargs.get('task_id')!r}) {exc}") from None
+        return super().partial(**kwargs)
+
+    def _do_render_template_fields(
+        self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: set[int]
+    ) -> None:
+        """``replay_as_code``: the prompt and url as Airflow is about to render them (a mapped value from an
+        upstream task is in ``seen_oids``: Airflow renders it not, nor do we; a template file is read)."""
+        if parent is self and self.replay_as_code:
+            from airflow_provider_skyvern.runs.prompt_workflow import Template
+
+            templates = []
+            for name in ("prompt", "url"):
+                value = getattr(self, name)
+                literal = id(value) in seen_oids
+                if isinstance(value, str) and not literal and value.endswith(tuple(self.template_ext)):
+                    value = jinja_env.loader.get_source(jinja_env, value)[0]
+                templates.append(Template(name, value, literal))
+            self._replay_templates = (templates[0], templates[1])
+            self._replay_env = jinja_env
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
 
     def _build_request(self) -> TaskRunRequest:
         """The rendered request; a bad value is a ``check.InvalidParameter`` naming the field."""
@@ -252,13 +278,11 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
         from airflow_provider_skyvern.runs import prompt_workflow
 
         request = self._build_request()  # a bad rendered value is said before anything is made
-        prompt, url = self._replay_templates
-        assert isinstance(prompt, str)  # both checked when the operator was made
-        assert isinstance(url, str)
+        assert self._replay_templates is not None  # set with replay_as_code
+        env = self._replay_env or self.get_template_env()
         try:
             workflow = prompt_workflow.plan(
-                prompt,
-                url,
+                *self._replay_templates,
                 schema=request.data_extraction_schema,
                 engine=request.engine.value if request.engine is not None else None,
                 block_options={
@@ -266,18 +290,26 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
                     "include_action_history_in_verification": request.include_action_history_in_verification,
                     "model": request.model,
                 },
+                env=env,
             )
+            parameters = prompt_workflow.render_parameters(workflow, env, context)  # before anything is made
         except prompt_workflow.NotReplayable as exc:
             raise check.InvalidParameter("replay_as_code", str(exc)) from None
+        except Exception as exc:  # what Airflow would say of a template it cannot render
+            raise AirflowFailException(
+                f"{type(self).__name__}: replay_as_code: rendering the prompt's parameters failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
         try:
             saved = prompt_workflow.find_or_create(self.hook, workflow, self.log)
+        except prompt_workflow.NotReplayable as exc:
+            raise AirflowFailException(f"{type(self).__name__}: {exc}") from None
         except SkyvernHTTPError as exc:
             if 400 <= exc.http_status < 500 and exc.http_status not in (408, 409, 429):
                 raise AirflowFailException(f"Skyvern refused this prompt's replay workflow: {exc}") from None
             raise exc.reworded(f"Finding or making this prompt's replay workflow failed: {exc}") from None
         except SkyvernError as exc:
             raise exc.reworded(f"Finding or making this prompt's replay workflow failed: {exc}") from None
-        parameters = workflow.parameters(lambda text: self.render_template(text, context))
         self._replay_target = (saved.workflow_permanent_id, parameters)
 
     def _replay_kind(self, request: TaskRunRequest, workflow_id: str, parameters: dict[str, str]) -> RunKind:
@@ -411,6 +443,45 @@ def _task_request(values: Mapping[str, Any], *, only_known: bool) -> TaskRunRequ
         return TaskRunRequest(**{name: v for name, v in fields.items() if v is not None})
     except ValidationError as exc:
         raise check.invalid_from(exc) from None
+
+
+_REPLAY_CHECKED = (
+    *("prompt", "url", "run_with", "publish_workflow", "data_extraction_schema", "error_code_mapping"),
+    *("model", "engine"),
+)
+
+
+def _check_replay_arguments(values: Mapping[str, Any]) -> None:
+    """What ``replay_as_code`` needs of the values given (parse time): a prompt and url it can make a workflow
+    of, no ``run_with`` of the user's, and what the fingerprint covers given as is."""
+    from airflow_provider_skyvern.runs.prompt_workflow import NotReplayable, Template, plan
+
+    for name in ("run_with", "publish_workflow"):
+        if values.get(name) is not None:
+            raise check.InvalidParameter(
+                name,
+                "leave it unset with replay_as_code=True, which runs its own workflow with run_with='code'",
+            )
+    for name in ("data_extraction_schema", "error_code_mapping", "model", "engine"):
+        if name in values and check.is_unresolved(values[name]):
+            raise check.InvalidParameter(
+                name,
+                "with replay_as_code=True it is part of the workflow's fingerprint, so it must be given as is, "
+                "not templated or from an upstream task (a value that changes makes a new workflow every run)",
+            )
+    if "prompt" not in values or "url" not in values:
+        return  # mapped (expand): checked when each task runs
+    try:
+        plan(
+            Template("prompt", values["prompt"]),
+            Template("url", values["url"]),
+            schema=None,
+            engine=None,
+            block_options={},
+        )
+    except NotReplayable as exc:
+        field, _, message = str(exc).partition(": ")
+        raise check.InvalidParameter(field, message) from None
 
 
 _MISSING: Any = object()

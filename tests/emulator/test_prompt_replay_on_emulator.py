@@ -78,7 +78,7 @@ def test_the_first_day_learns_the_later_days_replay_one_workflow_throughout(
     for day in days:  # the return value is what the block extracted, by the task's schema
         assert isinstance(day["return_value"], list)
         assert all(set(item) <= {"name"} for item in day["return_value"])
-    assert workflow["cache_key"] == "{{ params_category }}"
+    assert workflow["cache_key"] == "https://shop.example/{{ params_category }}"  # the url the block opens
     log = capsys.readouterr().out
     assert log.count("ran as an agent: no cached script for its cache key yet") == 1
     assert log.count("replayed cached code (script") == 2
@@ -92,7 +92,7 @@ def test_another_category_is_another_script_of_the_same_workflow(emulator: Emula
     assert laptops["ti"].xcoms.get("script_run") is None
     assert phones["ti"].xcoms.get("script_run") is None  # its own cache key: no script yet, it records one
     values = {s["cache_key_value"] for s in emulator.control.get("/_emulator/scripts").json()["scripts"]}
-    assert values == {"laptops:v2", "phones:v2"}
+    assert values == {"https://shop.example/laptops:v2", "https://shop.example/phones:v2"}
 
 
 @pytest.mark.parametrize(
@@ -217,3 +217,75 @@ def test_skyvern_refusing_the_workflow_fails_without_retry(emulator: EmulatorSer
     with pytest.raises(AirflowFailException, match=r"^Skyvern refused this prompt's replay workflow: .*422"):
         _day("2026-12-01")
     assert _requests(emulator, "POST", "/v1/run/agents") == []
+
+
+def test_the_last_try_that_cannot_find_the_workflow_cancels_the_run_an_earlier_try_started(
+    emulator: EmulatorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = FakeStateStore()
+    context = make_context(store, FakeTaskInstance(run_id="scheduled__1", max_tries=1))
+    context.update(ds="2026-12-01", params={"category": "laptops"})
+    operator = _operator(deferrable=True)
+    operator.render_template_fields(context)
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(context)
+    first = deferred.value.trigger.run_id  # type: ignore[attr-defined]
+    emulator.control.post(
+        "/_emulator/faults", json=[{"method": "GET", "path": "/v1/workflows", "status": 503}]
+    ).raise_for_status()
+
+    last = make_context(store, FakeTaskInstance(run_id="scheduled__1", try_number=2, max_tries=1))
+    last.update(ds="2026-12-01", params={"category": "laptops"})
+    again = _operator(deferrable=True)
+    again.render_template_fields(last)
+    with pytest.raises(SkyvernError, match="replay workflow failed"):
+        again.execute(last)
+
+    assert _run(emulator, first)["status"] == "canceled"  # nobody would wait for it any more
+    assert len(_requests(emulator, "POST", f"/v1/runs/{first}/cancel")) == 1
+    assert f"failed before it could take over Skyvern run {first}" in capsys.readouterr().out
+
+
+def test_a_try_with_retries_left_that_cannot_find_the_workflow_leaves_the_run_to_the_retry(
+    emulator: EmulatorServer,
+) -> None:
+    store = FakeStateStore()
+    context = make_context(store, FakeTaskInstance(run_id="scheduled__1", max_tries=2))
+    context.update(ds="2026-12-01", params={"category": "laptops"})
+    operator = _operator(deferrable=True)
+    operator.render_template_fields(context)
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(context)
+    first = deferred.value.trigger.run_id  # type: ignore[attr-defined]
+    emulator.control.post(
+        "/_emulator/faults", json=[{"method": "GET", "path": "/v1/workflows", "status": 503, "times": 20}]
+    ).raise_for_status()
+
+    second = make_context(store, FakeTaskInstance(run_id="scheduled__1", try_number=2, max_tries=2))
+    second.update(ds="2026-12-01", params={"category": "laptops"})
+    again = _operator(deferrable=True)
+    again.render_template_fields(second)
+    with pytest.raises(SkyvernError):
+        again.execute(second)
+
+    assert _requests(emulator, "POST", f"/v1/runs/{first}/cancel") == []
+    assert _run(emulator, first)["status"] not in ("canceled", "completed")
+
+
+def test_a_prompt_mapped_from_an_upstream_task_is_text_not_a_template(emulator: EmulatorServer) -> None:
+    """Airflow does not render a value mapped from an XCom (its id is in ``seen_oids``): neither do we, so
+    ``{{ var.value.x }}`` in scraped text reaches no variable, and Skyvern's Jinja gets it raw."""
+    upstream_text = "Extract the price shown as {{ product.price }} {{ var.value.get('secret') }}"
+    context = make_context(FakeStateStore(), FakeTaskInstance(run_id="scheduled__mapped"))
+    context.update(ds="2026-12-01", params={"category": "laptops"})
+    operator = _operator(prompt=upstream_text)
+    operator._do_render_template_fields(  # as MappedOperator.render_template_fields calls it
+        operator, operator.template_fields, context, operator.get_template_env(), {id(upstream_text)}
+    )
+    operator.execute(context)
+
+    (workflow,) = _workflows(emulator)
+    run = _run(emulator, context["ti"].xcoms["run_id"])
+    assert run["run_request"]["parameters"] == {"params_category": "laptops"}  # the url's only
+    assert operator.prompt == upstream_text  # Airflow left it as it was
+    assert workflow["title"].startswith("Extract the price shown as {{ product.price }}")

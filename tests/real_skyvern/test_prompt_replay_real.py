@@ -88,7 +88,7 @@ def test_a_prompt_learns_once_then_replays_as_code(connect: Peer, monkeypatch: p
             f"script_run={run['script_run']} parameters={run['run_request']['parameters']}"
         )
     print(f"  return values: {first['return_value']!r}, {second['return_value']!r}")
-    assert workflow["cache_key"] == "{{ params_page }}"
+    assert workflow["cache_key"] == "{{ params_page }}"  # the url as the block opens it
     assert (workflow["run_with"], workflow["ai_fallback"]) == ("code", True)
     assert [run["status"] for run in runs] == ["completed", "completed"]
     assert {run["run_request"]["workflow_id"] for run in runs} == {workflow["workflow_permanent_id"]}
