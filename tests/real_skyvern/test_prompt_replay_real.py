@@ -14,6 +14,7 @@ import pytest
 from airflow_provider_skyvern.hooks.skyvern import SkyvernHook
 from airflow_provider_skyvern.operators.task import SkyvernRunTaskOperator
 from airflow_provider_skyvern.runs import prompt_workflow
+from airflow_provider_skyvern.runs.prompt_workflow import Template
 from tests.conftest import FastClock
 from tests.operator_support import FakeStateStore, FakeTaskInstance, make_context
 
@@ -62,7 +63,11 @@ def test_a_prompt_learns_once_then_replays_as_code(connect: Peer, monkeypatch: p
     )
 
     planned = prompt_workflow.plan(
-        prompt, "{{ params.page }}", schema=SCHEMA, engine="skyvern-2.0", block_options={}
+        Template("prompt", prompt),
+        Template("url", "{{ params.page }}"),
+        schema=SCHEMA,
+        engine="skyvern-2.0",
+        block_options={},
     )
 
     first = _day("2026-12-01", peer.products_url, prompt)
@@ -73,7 +78,11 @@ def test_a_prompt_learns_once_then_replays_as_code(connect: Peer, monkeypatch: p
     with peer.client() as client:
         runs = [client.get(f"/v1/runs/{day['ti'].xcoms['run_id']}").json() for day in (first, second)]
     planned = prompt_workflow.plan(
-        prompt, "{{ params.page }}", schema=SCHEMA, engine="skyvern-2.0", block_options={}
+        Template("prompt", prompt),
+        Template("url", "{{ params.page }}"),
+        schema=SCHEMA,
+        engine="skyvern-2.0",
+        block_options={},
     )
     with SkyvernHook() as hook:  # what a third day, a retry or another deployment would send to create it
         again = hook.create_workflow(planned.definition, idempotency_key=planned.idempotency_key)
