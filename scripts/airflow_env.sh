@@ -24,6 +24,7 @@ requirements() {
     echo "apache-airflow==$version"
     echo "pytest"
     echo "pytest-asyncio"
+    echo "pytest-xdist"  # scripts/test.sh runs these suites on two workers (-n 2)
     echo "respx"
     echo "time-machine"
     case $version in

@@ -19,8 +19,15 @@ ruff check --preview --select AIR example_dags airflow_provider_skyvern  # Airfl
 step "mypy (strict, package)"
 mypy
 
+# The unit stages run on two pytest-xdist workers (-n 2; the machine has 2 cores): each worker has its own
+# throwaway AIRFLOW_HOME and SQLite DB (tests/conftest.py), every server a test starts listens on a free port,
+# and --dist loadgroup keeps each tests/integration module on one worker (its module-scoped dag.test() runs
+# happen once). pytest-cov combines the workers' coverage.
+xdist=(-n 2 --dist loadgroup)
+
 step "unit, emulator and dag.test() integration tests (coverage of hooks and models)"
-python -m pytest -m "not e2e and not real_skyvern and not distributed" --cov=airflow_provider_skyvern --cov-report=term:skip-covered -q
+python -m pytest "${xdist[@]}" -m "not e2e and not real_skyvern and not distributed" \
+    --cov=airflow_provider_skyvern --cov-report=term:skip-covered -q
 
 step "end-to-end and browser tests (real Airflow + emulator + headless Chromium)"
 bash scripts/ensure_chromium.sh || true
@@ -40,7 +47,7 @@ python -m pytest -m real_skyvern -q -rs -p no:randomly --durations=5
 for airflow in 3.0.6 3.1.8 3.2.2; do
     step "unit, emulator and dag.test() integration tests on Airflow $airflow"
     bash scripts/airflow_env.sh "$airflow"
-    ".venv-af$airflow/bin/python" -m pytest -m "not e2e and not real_skyvern and not distributed" -q \
+    ".venv-af$airflow/bin/python" -m pytest "${xdist[@]}" -m "not e2e and not real_skyvern and not distributed" -q \
         -p no:cacheprovider --ignore tests/e2e --ignore tests/real_skyvern --ignore tests/simulator \
         --ignore tests/distributed
 done

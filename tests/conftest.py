@@ -11,9 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 _home = ""  # the suite's own throwaway home, when it made one
+_SUITE_HOME = "SKYVERN_TESTS_AIRFLOW_HOME"  # names the home the suite made, for the processes it starts
+_parents = os.environ.get(_SUITE_HOME)
+if _parents and os.environ.get("AIRFLOW_HOME") == _parents:
+    # A pytest-xdist worker inherits the home its controller made: each process makes its own (its own SQLite
+    # DB and dags folder), as a run without workers does.
+    del os.environ["AIRFLOW_HOME"]
+    if os.environ.get("AIRFLOW__CORE__DAGS_FOLDER") == os.path.join(_parents, "dags"):
+        del os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
 if "AIRFLOW_HOME" not in os.environ:
     _home = tempfile.mkdtemp(prefix="skyvern_af_home_")
-    os.environ["AIRFLOW_HOME"] = _home
+    os.environ["AIRFLOW_HOME"] = os.environ[_SUITE_HOME] = _home
     atexit.register(shutil.rmtree, _home, ignore_errors=True)  # the throwaway home and its SQLite DB
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", os.path.join(os.environ["AIRFLOW_HOME"], "dags"))

@@ -150,6 +150,16 @@ class DagTestResult:
         return response.json()["runs"]  # type: ignore[no-any-return]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n N --dist loadgroup`` (scripts/test.sh) the tests of one module here run on one
+    worker: its module-scoped ``dag.test()`` runs happen once (a worker migrates its own DB once)."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.xdist_group(f"integration:{item.path.name}"))
+
+
 @pytest.fixture(scope="session")
 def dags_folder() -> Path:
     """The suite's dags folder, holding only the integration DAG; refuses any AIRFLOW_HOME but the suite's."""
