@@ -38,6 +38,25 @@ def _day(ds: str, category: str = "laptops", run_id: str | None = None, **kwargs
     return context
 
 
+def _try(
+    store: FakeStateStore, try_number: int = 1, max_tries: int = 1
+) -> tuple[SkyvernRunTaskOperator, Any]:
+    """One deferrable try of the same day's task instance."""
+    ti = FakeTaskInstance(run_id="scheduled__1", try_number=try_number, max_tries=max_tries)
+    context = make_context(store, ti)
+    context.update(ds="2026-12-01", params={"category": "laptops"})
+    operator = _operator(deferrable=True)
+    operator.render_template_fields(context)
+    return operator, context
+
+
+def _deferred_run_id(store: FakeStateStore, **try_: int) -> str:
+    operator, context = _try(store, **try_)
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(context)
+    return str(deferred.value.trigger.run_id)  # type: ignore[attr-defined]
+
+
 def _requests(emulator: EmulatorServer, method: str, path: str) -> list[dict[str, Any]]:
     logged = emulator.control.get("/_emulator/requests").json()["requests"]
     return [r for r in logged if r["method"] == method and r["path"] == path]
@@ -173,30 +192,14 @@ def test_the_ai_taking_over_counts_a_streak_and_fails_when_asked(emulator: Emula
 
 def test_a_retry_adopts_the_run_of_the_same_day(emulator: EmulatorServer) -> None:
     store = FakeStateStore()
-    context = make_context(store, FakeTaskInstance(run_id="scheduled__1", max_tries=1))
-    context.update(ds="2026-12-01", params={"category": "laptops"})
-    operator = _operator(deferrable=True)
-    operator.render_template_fields(context)
-    with pytest.raises(TaskDeferred) as deferred:
-        operator.execute(context)
-    first = deferred.value.trigger.run_id  # type: ignore[attr-defined]
+    first = _deferred_run_id(store)
 
-    retry = make_context(store, FakeTaskInstance(run_id="scheduled__1", try_number=2, max_tries=1))
-    retry.update(ds="2026-12-01", params={"category": "laptops"})
-    again = _operator(deferrable=True)
-    again.render_template_fields(retry)
-    with pytest.raises(TaskDeferred) as deferred_again:
-        again.execute(retry)
-
-    assert deferred_again.value.trigger.run_id == first  # type: ignore[attr-defined]
+    assert _deferred_run_id(store, try_number=2) == first
     assert len(_requests(emulator, "POST", "/v1/run/agents")) == 1
 
 
 def test_a_create_still_in_progress_elsewhere_fails_the_try_before_any_run(emulator: EmulatorServer) -> None:
-    emulator.control.post(
-        "/_emulator/faults",
-        json=[{"method": "POST", "path": "/v1/workflows", "status": 409, "times": 1}],
-    ).raise_for_status()
+    _create_answers(emulator, 409)
 
     with pytest.raises(SkyvernError, match=r"^Finding or making this prompt's replay workflow failed: .*409"):
         _day("2026-12-01")
@@ -209,10 +212,7 @@ def test_a_create_still_in_progress_elsewhere_fails_the_try_before_any_run(emula
 
 
 def test_skyvern_refusing_the_workflow_fails_without_retry(emulator: EmulatorServer) -> None:
-    emulator.control.post(
-        "/_emulator/faults",
-        json=[{"method": "POST", "path": "/v1/workflows", "status": 422, "times": 1}],
-    ).raise_for_status()
+    _create_answers(emulator, 422)
 
     with pytest.raises(AirflowFailException, match=r"^Skyvern refused this prompt's replay workflow: .*422"):
         _day("2026-12-01")
@@ -223,23 +223,12 @@ def test_the_last_try_that_cannot_find_the_workflow_cancels_the_run_an_earlier_t
     emulator: EmulatorServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = FakeStateStore()
-    context = make_context(store, FakeTaskInstance(run_id="scheduled__1", max_tries=1))
-    context.update(ds="2026-12-01", params={"category": "laptops"})
-    operator = _operator(deferrable=True)
-    operator.render_template_fields(context)
-    with pytest.raises(TaskDeferred) as deferred:
-        operator.execute(context)
-    first = deferred.value.trigger.run_id  # type: ignore[attr-defined]
-    emulator.control.post(
-        "/_emulator/faults", json=[{"method": "GET", "path": "/v1/workflows", "status": 503}]
-    ).raise_for_status()
+    first = _deferred_run_id(store)
+    _lookups_fail(emulator)
 
-    last = make_context(store, FakeTaskInstance(run_id="scheduled__1", try_number=2, max_tries=1))
-    last.update(ds="2026-12-01", params={"category": "laptops"})
-    again = _operator(deferrable=True)
-    again.render_template_fields(last)
+    operator, last = _try(store, try_number=2)
     with pytest.raises(SkyvernError, match="replay workflow failed"):
-        again.execute(last)
+        operator.execute(last)
 
     assert _run(emulator, first)["status"] == "canceled"  # nobody would wait for it any more
     assert len(_requests(emulator, "POST", f"/v1/runs/{first}/cancel")) == 1
@@ -250,26 +239,27 @@ def test_a_try_with_retries_left_that_cannot_find_the_workflow_leaves_the_run_to
     emulator: EmulatorServer,
 ) -> None:
     store = FakeStateStore()
-    context = make_context(store, FakeTaskInstance(run_id="scheduled__1", max_tries=2))
-    context.update(ds="2026-12-01", params={"category": "laptops"})
-    operator = _operator(deferrable=True)
-    operator.render_template_fields(context)
-    with pytest.raises(TaskDeferred) as deferred:
-        operator.execute(context)
-    first = deferred.value.trigger.run_id  # type: ignore[attr-defined]
-    emulator.control.post(
-        "/_emulator/faults", json=[{"method": "GET", "path": "/v1/workflows", "status": 503, "times": 20}]
-    ).raise_for_status()
+    first = _deferred_run_id(store, max_tries=2)
+    _lookups_fail(emulator)
 
-    second = make_context(store, FakeTaskInstance(run_id="scheduled__1", try_number=2, max_tries=2))
-    second.update(ds="2026-12-01", params={"category": "laptops"})
-    again = _operator(deferrable=True)
-    again.render_template_fields(second)
+    operator, second = _try(store, try_number=2, max_tries=2)
     with pytest.raises(SkyvernError):
-        again.execute(second)
+        operator.execute(second)
 
     assert _requests(emulator, "POST", f"/v1/runs/{first}/cancel") == []
     assert _run(emulator, first)["status"] not in ("canceled", "completed")
+
+
+def _create_answers(emulator: EmulatorServer, status: int) -> None:
+    emulator.control.post(
+        "/_emulator/faults", json=[{"method": "POST", "path": "/v1/workflows", "status": status, "times": 1}]
+    ).raise_for_status()
+
+
+def _lookups_fail(emulator: EmulatorServer) -> None:
+    emulator.control.post(
+        "/_emulator/faults", json=[{"method": "GET", "path": "/v1/workflows", "status": 503}]
+    ).raise_for_status()
 
 
 def test_a_prompt_mapped_from_an_upstream_task_is_text_not_a_template(emulator: EmulatorServer) -> None:

@@ -77,13 +77,6 @@ def test_a_prompt_learns_once_then_replays_as_code(connect: Peer, monkeypatch: p
     second = _day("2026-12-02", peer.products_url, prompt)
     with peer.client() as client:
         runs = [client.get(f"/v1/runs/{day['ti'].xcoms['run_id']}").json() for day in (first, second)]
-    planned = prompt_workflow.plan(
-        Template("prompt", prompt),
-        Template("url", "{{ params.page }}"),
-        schema=SCHEMA,
-        engine="skyvern-2.0",
-        block_options={},
-    )
     with SkyvernHook() as hook:  # what a third day, a retry or another deployment would send to create it
         again = hook.create_workflow(planned.definition, idempotency_key=planned.idempotency_key)
 
