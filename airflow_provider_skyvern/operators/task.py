@@ -247,7 +247,12 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
             for name in ("prompt", "url"):
                 value = getattr(self, name)
                 literal = id(value) in seen_oids
-                if isinstance(value, str) and not literal and value.endswith(tuple(self.template_ext)):
+                is_file = (
+                    isinstance(value, str)
+                    and bool(self.template_ext)
+                    and value.endswith(tuple(self.template_ext))
+                )
+                if is_file and not literal and jinja_env.loader is not None:
                     value = jinja_env.loader.get_source(jinja_env, value)[0]
                 templates.append(Template(name, value, literal))
             self._replay_templates = (templates[0], templates[1])
@@ -294,7 +299,7 @@ class SkyvernRunTaskOperator(SkyvernRunOperatorBase):
             )
             parameters = prompt_workflow.render_parameters(workflow, env, context)  # before anything is made
         except prompt_workflow.NotReplayable as exc:
-            raise check.InvalidParameter("replay_as_code", str(exc)) from None
+            raise check.InvalidParameter(exc.field, exc.problem) from None
         except Exception as exc:  # what Airflow would say of a template it cannot render
             raise AirflowFailException(
                 f"{type(self).__name__}: replay_as_code: rendering the prompt's parameters failed: "
@@ -480,8 +485,7 @@ def _check_replay_arguments(values: Mapping[str, Any]) -> None:
             block_options={},
         )
     except NotReplayable as exc:
-        field, _, message = str(exc).partition(": ")
-        raise check.InvalidParameter(field, message) from None
+        raise check.InvalidParameter(exc.field, exc.problem) from None
 
 
 _MISSING: Any = object()

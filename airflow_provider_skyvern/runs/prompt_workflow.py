@@ -56,7 +56,11 @@ DEFAULT_ENV = jinja2.Environment()  # noqa: S701 - its lexer reads templates; it
 
 
 class NotReplayable(ValueError):
-    """The prompt or url cannot become a workflow (the message names the field)."""
+    """The prompt or url cannot become a workflow: ``field`` says which, ``problem`` what."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field, self.problem = field, problem
+        super().__init__(f"{field}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -98,13 +102,15 @@ def check_template(template: Template) -> None:
     """What parse time can say: text, a url given, and only ``{{ expressions }}`` (see :func:`plan`)."""
     if template.text is None and template.field == "url":
         raise NotReplayable(
-            "url: replay_as_code=True needs the page to start from: the workflow's task block opens it (a "
-            "task run without one has Skyvern's AI pick it from the prompt, which a cached script cannot)"
+            "url",
+            "replay_as_code=True needs the page to start from: the workflow's task block opens it (a "
+            "task run without one has Skyvern's AI pick it from the prompt, which a cached script cannot)",
         )
     if not isinstance(template.text, str):
         raise NotReplayable(
-            f"{template.field}: replay_as_code=True makes a Skyvern workflow from the {template.field}'s text, so "
-            f"it must be a string (a Jinja template is fine), got {type(template.text).__name__}"
+            template.field,
+            f"replay_as_code=True makes a Skyvern workflow from the {template.field}'s text, so "
+            f"it must be a string (a Jinja template is fine), got {type(template.text).__name__}",
         )
     _block_text(template, {}, DEFAULT_ENV)
 
@@ -127,8 +133,9 @@ def plan(
     block_prompt, prompt_keys = _block_text(prompt, keys, env)
     if (not prompt_keys and not block_prompt.strip()) or (prompt_keys and not _words(prompt, env)):
         raise NotReplayable(
-            "prompt: replay_as_code=True needs the prompt's own words: a prompt made only of {{ expressions }} "
-            "is another task every run, which one cached script cannot replay"
+            "prompt",
+            "replay_as_code=True needs the prompt's own words: a prompt made only of {{ expressions }} "
+            "is another task every run, which one cached script cannot replay",
         )
     block_url, url_keys = _block_text(url, keys, env)
     block: dict[str, Any] = {
@@ -209,13 +216,14 @@ def _block_text(template: Template, keys: dict[str, str], env: jinja2.Environmen
                 used.append(keys[expression])
             elif kind in ("block_begin", "linestatement_begin"):
                 raise NotReplayable(
-                    f"{template.field}: replay_as_code=True turns each {{{{ expression }}}} into a workflow "
+                    template.field,
+                    "replay_as_code=True turns each {{ expression }} into a workflow "
                     "parameter, but a {% statement %} cannot be one; compute the value in an upstream task or "
-                    "a param instead"
+                    "a param instead",
                 )
     except jinja2.TemplateSyntaxError as exc:
         raise NotReplayable(
-            f"{template.field}: not a Jinja template Airflow can render ({exc.message})"
+            template.field, f"not a Jinja template Airflow can render ({exc.message})"
         ) from None
     return "".join(parts), list(dict.fromkeys(used))
 
@@ -264,8 +272,9 @@ def find_or_create(hook: SkyvernHook, workflow: PromptWorkflow, log: Any) -> Sav
         made = hook.create_workflow(workflow.definition, idempotency_key=key)
     else:
         raise NotReplayable(
+            "replay_as_code",
             f"the Skyvern workflows made for this prompt were deleted {MAX_REMAKES} times in a row; "
-            "not making another"
+            "not making another",
         )
     log.info(
         "Replay as code: Skyvern workflow %s is this prompt's (fingerprint %s); its first run records the "
