@@ -495,7 +495,11 @@ class SkyvernRunOperatorBase(SkyvernLineageMixin, BaseOperator):
                 return self._finish(context, seen)
             after = self._cancel(event.run_id, seen, read=False)
             ledger.clear()
-            steps = seen.step_count if seen is not None else event.step_count
+            # what it spent is what it had done when the cancel reached it (steps go on until then): read
+            # once more, bounded as the read before, when the run could be read at all
+            final = self._read_at_deadline(event) if seen is not None else None
+            latest = final or seen
+            steps = latest.step_count if latest is not None else event.step_count
             usage = self._usage(context)
             self._account(context, usage, usage.stopped(event.run_id, steps, "canceled"), None)
             limit = event.limit or f"timeout={self.timeout:g}s"
